@@ -1,0 +1,404 @@
+//! Configuration: built-in defaults, then `dealdesk.toml`, then `DEALDESK_*` environment
+//! variables, then command-line flags — each layer overrides the one before.
+//!
+//! Environment variables name a key as `DEALDESK_<SECTION>_<KEY>` in upper case, e.g.
+//! `DEALDESK_SERVER_LISTEN=0.0.0.0:8080` sets `[server] listen`, and `DEALDESK_DATABASE_URL`
+//! sets `[database] url`. Values are read as TOML scalars (numbers, booleans) and fall back to
+//! strings. Unknown sections or keys are errors, so a typo never silently does nothing.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The environment variable that names the config file.
+pub const CONFIG_ENV: &str = "DEALDESK_CONFIG";
+const ENV_PREFIX: &str = "DEALDESK_";
+
+/// The effective configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub data: DataConfig,
+    pub models: ModelsConfig,
+    pub jobs: JobsConfig,
+    pub log: LogConfig,
+}
+
+/// `[server]`: the HTTP API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address and port to listen on.
+    pub listen: String,
+    /// Largest accepted JSON request body, in bytes.
+    pub max_body_bytes: u64,
+    /// Largest accepted upload (a call recording, a tender file), in bytes.
+    pub max_upload_bytes: u64,
+    /// Seconds to let in-flight requests finish on shutdown.
+    pub shutdown_grace_secs: u64,
+}
+
+/// `[database]`: where dealdesk keeps its records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://PATH` or `postgres://USER:PASS@HOST/DB`. Empty: a SQLite file
+    /// `dealdesk.db` in the data directory.
+    pub url: String,
+    /// Most connections the pool opens.
+    pub max_connections: u32,
+}
+
+/// `[data]`: files dealdesk owns (database file, uploads, indexes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// The data directory. Default: `$XDG_DATA_HOME/dealdesk` (`~/.local/share/dealdesk`).
+    pub dir: PathBuf,
+}
+
+/// `[models]`: where model files are cached.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelsConfig {
+    /// The model cache. Default: `$XDG_CACHE_HOME/dealdesk/models` (`~/.cache/dealdesk/models`),
+    /// outside any checkout so every clone and CI run reuses it.
+    pub dir: PathBuf,
+    /// A manifest file to use instead of the one built into the binary.
+    pub manifest: Option<PathBuf>,
+}
+
+/// `[jobs]`: the background job workers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobsConfig {
+    /// Jobs run at once by this process (each on its own blocking thread). 0 disables workers.
+    pub workers: usize,
+    /// Seconds a worker's claim on a job lasts without a heartbeat; after that another worker
+    /// (or this process after a restart) takes the job over.
+    pub lease_secs: u64,
+    /// Tries before a job is marked `failed` with its last error.
+    pub max_attempts: u32,
+    /// Milliseconds an idle worker waits before looking for work again.
+    pub poll_ms: u64,
+}
+
+/// `[log]`: diagnostics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A tracing filter, e.g. `info` or `dealdesk=debug,tower_http=info`.
+    pub level: String,
+    /// `text` or `json`.
+    pub format: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server: ServerConfig::default(),
+            database: DatabaseConfig::default(),
+            data: DataConfig::default(),
+            models: ModelsConfig::default(),
+            jobs: JobsConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8080".into(),
+            max_body_bytes: 2 * 1024 * 1024,
+            max_upload_bytes: 1024 * 1024 * 1024,
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: String::new(),
+            max_connections: 8,
+        }
+    }
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            dir: xdg_dir("XDG_DATA_HOME", ".local/share").join("dealdesk"),
+        }
+    }
+}
+
+impl Default for ModelsConfig {
+    fn default() -> Self {
+        ModelsConfig {
+            dir: xdg_dir("XDG_CACHE_HOME", ".cache")
+                .join("dealdesk")
+                .join("models"),
+            manifest: None,
+        }
+    }
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        JobsConfig {
+            workers: 1,
+            lease_secs: 60,
+            max_attempts: 3,
+            poll_ms: 500,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: "text".into(),
+        }
+    }
+}
+
+/// `$VAR` if set and absolute, else `$HOME/fallback` (the XDG base-directory rule).
+fn xdg_dir(var: &str, fallback: &str) -> PathBuf {
+    match std::env::var_os(var).map(PathBuf::from) {
+        Some(p) if p.is_absolute() => p,
+        _ => std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."))
+            .join(fallback),
+    }
+}
+
+impl Config {
+    /// Loads the configuration from the process environment: the file named by `explicit`,
+    /// else `$DEALDESK_CONFIG`, else `./dealdesk.toml` if present; then `DEALDESK_*` variables.
+    pub fn load(explicit: Option<&Path>) -> Result<Config> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_from(explicit, &env)
+    }
+
+    /// [`Config::load`] with the environment given, so precedence can be tested.
+    pub fn load_from(explicit: Option<&Path>, env: &[(String, String)]) -> Result<Config> {
+        let env_file = env
+            .iter()
+            .find(|(k, _)| k == CONFIG_ENV)
+            .map(|(_, v)| PathBuf::from(v));
+        let file = match explicit.map(Path::to_path_buf).or(env_file) {
+            Some(path) => Some(path),
+            None => Some(PathBuf::from("dealdesk.toml")).filter(|p| p.exists()),
+        };
+        let mut table = match &file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| Error::io("cannot read the config file", path, e))?;
+                text.parse::<toml::Table>().map_err(|e| {
+                    Error::Config(format!("{} is not valid TOML: {e}", path.display()))
+                })?
+            }
+            None => toml::Table::new(),
+        };
+        for (name, value) in env {
+            if let Some(rest) = name.strip_prefix(ENV_PREFIX) {
+                if name == CONFIG_ENV {
+                    continue;
+                }
+                apply_env(&mut table, name, rest, value)?;
+            }
+        }
+        let origin = file
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "defaults".into());
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e| Error::Config(format!("{origin} and DEALDESK_* variables: {e}")))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self) -> Result<()> {
+        if self.server.max_body_bytes == 0 || self.server.max_upload_bytes == 0 {
+            return Err(Error::Config(
+                "server.max_body_bytes and server.max_upload_bytes must be above 0".into(),
+            ));
+        }
+        if self.jobs.lease_secs == 0 || self.jobs.max_attempts == 0 {
+            return Err(Error::Config(
+                "jobs.lease_secs and jobs.max_attempts must be at least 1".into(),
+            ));
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return Err(Error::Config(format!(
+                "log.format is {:?}; use \"text\" or \"json\"",
+                self.log.format
+            )));
+        }
+        let url = &self.database.url;
+        if !(url.is_empty() || url.starts_with("sqlite:") || url.starts_with("postgres")) {
+            return Err(Error::Config(format!(
+                "database.url {url:?} is neither sqlite://PATH nor postgres://..."
+            )));
+        }
+        Ok(())
+    }
+
+    /// The database URL in effect: `[database] url`, or the SQLite file in the data directory.
+    pub fn database_url(&self) -> String {
+        if self.database.url.is_empty() {
+            format!("sqlite://{}", self.data.dir.join("dealdesk.db").display())
+        } else {
+            self.database.url.clone()
+        }
+    }
+
+    /// The effective configuration as TOML, for `dealdesk config show`.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("config serializes")
+    }
+}
+
+/// Sets `[section] key` from `DEALDESK_SECTION_KEY`.
+fn apply_env(table: &mut toml::Table, name: &str, rest: &str, value: &str) -> Result<()> {
+    let lower = rest.to_ascii_lowercase();
+    let defaults = toml::Table::try_from(Config::default()).expect("defaults serialize");
+    let (section, key) = lower
+        .split_once('_')
+        .filter(|(s, _)| defaults.contains_key(*s))
+        .ok_or_else(|| {
+            let sections: Vec<&String> = defaults.keys().collect();
+            Error::Config(format!(
+                "{name}: unknown setting; DEALDESK_<SECTION>_<KEY> with a section of {sections:?}"
+            ))
+        })?;
+    let known = defaults[section].as_table().expect("sections are tables");
+    // `manifest` has no default value, so it is absent from the serialized defaults.
+    if !known.contains_key(key) && !(section == "models" && key == "manifest") {
+        return Err(Error::Config(format!(
+            "{name}: [{section}] has no key {key:?}; known keys: {:?}",
+            known.keys().collect::<Vec<_>>()
+        )));
+    }
+    let parsed = format!("v = {value}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .filter(|v| !v.is_table() && !v.is_array())
+        .unwrap_or_else(|| toml::Value::String(value.to_string()));
+    // Paths and URLs stay strings even when they look like numbers.
+    let parsed = match (&known.get(key), parsed) {
+        (Some(toml::Value::String(_)), v) if !v.is_str() => toml::Value::String(value.to_string()),
+        (_, v) => v,
+    };
+    table
+        .entry(section)
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+        .as_table_mut()
+        .ok_or_else(|| Error::Config(format!("[{section}] in the config file is not a table")))?
+        .insert(key.to_string(), parsed);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_apply_without_file_or_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("none.toml");
+        // An explicitly named file must exist.
+        assert!(Config::load_from(Some(&missing), &[]).is_err());
+        let c = Config::load_from(None, &env(&[("HOME", "/h")])).unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:8080");
+        assert_eq!(c.jobs.workers, 1);
+    }
+
+    #[test]
+    fn env_overrides_file_which_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dealdesk.toml");
+        std::fs::write(
+            &path,
+            "[server]\nlisten = \"0.0.0.0:9000\"\nmax_body_bytes = 100\n[jobs]\nworkers = 4\n",
+        )
+        .unwrap();
+        let c = Config::load_from(
+            Some(&path),
+            &env(&[
+                ("DEALDESK_JOBS_WORKERS", "2"),
+                ("DEALDESK_DATABASE_URL", "postgres://u@h/db"),
+                ("DEALDESK_DATA_DIR", "/srv/dd"),
+                ("UNRELATED", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.server.listen, "0.0.0.0:9000", "file beats default");
+        assert_eq!(c.server.max_body_bytes, 100);
+        assert_eq!(c.jobs.workers, 2, "env beats file");
+        assert_eq!(c.database.url, "postgres://u@h/db");
+        assert_eq!(c.database_url(), "postgres://u@h/db");
+        assert_eq!(c.data.dir, PathBuf::from("/srv/dd"));
+        assert_eq!(c.jobs.lease_secs, 60, "untouched keys keep defaults");
+    }
+
+    #[test]
+    fn config_env_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("other.toml");
+        std::fs::write(&path, "[log]\nlevel = \"debug\"\n").unwrap();
+        let c = Config::load_from(
+            None,
+            &env(&[(CONFIG_ENV, path.to_str().unwrap())]),
+        )
+        .unwrap();
+        assert_eq!(c.log.level, "debug");
+    }
+
+    #[test]
+    fn typos_and_bad_values_are_errors() {
+        let e = Config::load_from(None, &env(&[("DEALDESK_JOBS_WORKRES", "2")])).unwrap_err();
+        assert!(e.to_string().contains("no key \"workres\""), "{e}");
+        let e = Config::load_from(None, &env(&[("DEALDESK_NOPE_X", "2")])).unwrap_err();
+        assert!(e.to_string().contains("unknown setting"), "{e}");
+        let e = Config::load_from(None, &env(&[("DEALDESK_JOBS_WORKERS", "many")])).unwrap_err();
+        assert!(e.to_string().contains("workers"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "[server]\nlisen = \"x\"\n").unwrap();
+        let e = Config::load_from(Some(&path), &[]).unwrap_err();
+        assert!(e.to_string().contains("lisen"), "{e}");
+        let e = Config::load_from(None, &env(&[("DEALDESK_LOG_FORMAT", "xml")])).unwrap_err();
+        assert!(e.to_string().contains("log.format"), "{e}");
+    }
+
+    #[test]
+    fn numeric_looking_strings_stay_strings() {
+        let c = Config::load_from(None, &env(&[("DEALDESK_LOG_LEVEL", "1")])).unwrap();
+        assert_eq!(c.log.level, "1");
+    }
+
+    #[test]
+    fn shown_config_parses_back_to_itself() {
+        let c = Config::default();
+        let back: Config = toml::from_str(&c.to_toml()).unwrap();
+        assert_eq!(back, c);
+    }
+}

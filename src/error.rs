@@ -1,0 +1,86 @@
+//! The one error type of dealdesk.
+//!
+//! Every fallible operation in the domain modules returns [`Error`]. Each variant carries a
+//! stable machine-readable [`Error::code`]; the HTTP layer maps variants to status codes in a
+//! single place (`http::error`), and the CLI prints the message, which is written to tell the
+//! user what to do next.
+
+use std::path::PathBuf;
+
+/// A dealdesk error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The caller's input is malformed or violates a rule (HTTP 400).
+    #[error("{0}")]
+    InvalidInput(String),
+    /// No or an unknown credential (HTTP 401).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// A known caller whose role or scope does not allow the action (HTTP 403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The named thing does not exist, or is outside the caller's scope (HTTP 404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The request conflicts with the current state (HTTP 409).
+    #[error("{0}")]
+    Conflict(String),
+    /// The request body is larger than the configured limit (HTTP 413).
+    #[error("{0}")]
+    TooLarge(String),
+    /// A component the request needs is not ready, e.g. models not fetched (HTTP 503).
+    #[error("{0}")]
+    Unavailable(String),
+    /// The configuration is invalid; the message names the key and the fix.
+    #[error("configuration error: {0}")]
+    Config(String),
+    /// A file could not be read or written.
+    #[error("{context} ({path}): {source}")]
+    Io {
+        context: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The database failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A migration failed.
+    #[error("database migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    /// An internal invariant broke; the message is for the operator's log.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// A stable, machine-readable code for this error, used in the HTTP `{code, message}` body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::InvalidInput(_) => "invalid_input",
+            Error::Unauthenticated(_) => "unauthenticated",
+            Error::Forbidden(_) => "forbidden",
+            Error::NotFound(_) => "not_found",
+            Error::Conflict(_) => "conflict",
+            Error::TooLarge(_) => "too_large",
+            Error::Unavailable(_) => "unavailable",
+            Error::Config(_) => "config",
+            Error::Io { .. } => "io",
+            Error::Database(_) => "database",
+            Error::Migration(_) => "migration",
+            Error::Internal(_) => "internal",
+        }
+    }
+
+    /// Wraps an I/O error with what was being done and to which path.
+    pub fn io(context: impl Into<String>, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Shorthand for `Result<T, dealdesk::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

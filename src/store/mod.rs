@@ -1,0 +1,166 @@
+//! Durable storage: the SQL database (SQLite by default, PostgreSQL for teams that outgrow one
+//! box) and the content-addressed file store for uploads.
+//!
+//! All queries go through sqlx's `Any` driver with portable SQL (text ids, BIGINT millisecond
+//! timestamps, `$n` placeholders), so one code path serves both backends. Migrations in
+//! `migrations/` are embedded in the binary and applied on start.
+
+pub mod blobs;
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// A handle to the database: cheap to clone, shared by every request and worker.
+#[derive(Clone, Debug)]
+pub struct Db {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// Which database engine is behind a [`Db`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Db {
+    /// Connects to the configured database (creating the SQLite file and data directory if
+    /// needed) and applies pending migrations.
+    pub async fn open(config: &Config) -> Result<Db> {
+        std::fs::create_dir_all(&config.data.dir)
+            .map_err(|e| Error::io("cannot create the data directory", &config.data.dir, e))?;
+        Self::connect(&config.database_url(), config.database.max_connections).await
+    }
+
+    /// Connects to `url` and migrates.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Db> {
+        sqlx::any::install_default_drivers();
+        let (backend, url) = if let Some(path) = url.strip_prefix("sqlite://") {
+            let path = path.split('?').next().unwrap_or(path);
+            if let Some(parent) = Path::new(path).parent().filter(|p| !p.as_os_str().is_empty())
+            {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| Error::io("cannot create the database directory", parent, e))?;
+            }
+            (Backend::Sqlite, format!("sqlite://{path}?mode=rwc"))
+        } else {
+            (Backend::Postgres, url.to_string())
+        };
+        let options: AnyConnectOptions = url
+            .parse()
+            .map_err(|e| Error::Config(format!("database.url is not a valid URL: {e}")))?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers run beside the writer; FULL sync makes every
+                        // committed job and upload record survive a crash or power loss.
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                             PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .map_err(|e| match e {
+                sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut => {
+                    Error::Unavailable(format!(
+                        "cannot reach the database ({e}); check database.url / DEALDESK_DATABASE_URL"
+                    ))
+                }
+                other => Error::Database(other),
+            })?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Db { pool, backend })
+    }
+
+    /// The connection pool, for queries.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Which engine this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Checks that the database answers, for `/readyz`.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+/// Milliseconds since the Unix epoch: the timestamp format of every table.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A new time-ordered unique id (UUIDv7), so ids sort by creation.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn migrations_create_every_table_on_an_empty_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("sub/dd.db").display());
+        let db = Db::connect(&url, 2).await.unwrap();
+        for table in [
+            "users",
+            "api_tokens",
+            "blobs",
+            "jobs",
+            "calls",
+            "transcripts",
+            "insights",
+            "bids",
+            "deals",
+            "recommendations",
+            "reviews",
+            "audit_events",
+        ] {
+            let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+                .fetch_one(db.pool())
+                .await
+                .unwrap_or_else(|e| panic!("table {table}: {e}"));
+            assert_eq!(n, 0, "{table} starts empty");
+        }
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+        assert_eq!(mode, "wal");
+        drop(db);
+        // Re-opening applies nothing twice.
+        Db::connect(&url, 2).await.unwrap();
+    }
+
+    #[test]
+    fn ids_are_unique_and_time_ordered() {
+        let a = new_id();
+        let b = new_id();
+        assert!(a < b);
+    }
+}
