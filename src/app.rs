@@ -1,1 +1,98 @@
-//! todo
+//! Wiring: builds the shared state from the configuration, registers the job handlers, and runs
+//! the API server and the workers until a shutdown signal.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::http::AppState;
+use crate::jobs::{JobContext, JobQueue, Registry, spawn_workers};
+use crate::models::Manifest;
+use crate::store::Db;
+use crate::store::blobs::BlobStore;
+
+/// Job kind: re-hash every stored upload (`POST /admin/blobs/verify`).
+pub const BLOB_VERIFY_JOB: &str = "blob.verify";
+
+/// Opens the database (migrating it) and builds the state every handler and job shares.
+pub async fn build_state(config: Config) -> Result<AppState> {
+    let db = Db::open(&config).await?;
+    let manifest = Manifest::load(&config)?;
+    Ok(AppState {
+        jobs: JobQueue::new(db.clone(), &config.jobs),
+        blobs: BlobStore::new(&config.data.dir, db.clone()),
+        db,
+        manifest: Arc::new(manifest),
+        config: Arc::new(config),
+    })
+}
+
+/// The handler of every job kind.
+pub fn job_registry(state: &AppState) -> Registry {
+    let mut registry = Registry::default();
+    let blobs = state.blobs.clone();
+    registry.register(BLOB_VERIFY_JOB, move |ctx: &JobContext| {
+        let report = blobs.verify_all(&ctx.runtime, &|p| ctx.set_progress(p))?;
+        Ok(serde_json::to_value(report).expect("report serializes"))
+    });
+    registry
+}
+
+/// Runs the API and `jobs.workers` workers until SIGINT/SIGTERM, then shuts down gracefully.
+pub async fn serve(config: Config) -> Result<()> {
+    let listen = config.server.listen.clone();
+    let state = build_state(config).await?;
+    let listener = TcpListener::bind(&listen).await.map_err(|e| {
+        Error::Unavailable(format!(
+            "cannot listen on {listen}: {e}; set server.listen or DEALDESK_SERVER_LISTEN"
+        ))
+    })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let jobs = &state.config.jobs;
+    let workers = spawn_workers(
+        state.jobs.clone(),
+        job_registry(&state),
+        jobs.workers,
+        Duration::from_millis(jobs.poll_ms),
+        stop_rx.clone(),
+    );
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+    });
+    tracing::info!(%addr, workers = jobs.workers, "dealdesk is serving");
+    // Scripts and tests read this line to learn the URL (the port may be chosen by the OS).
+    println!("dealdesk listening on http://{addr}");
+    let served = crate::http::serve(listener, state, stop_rx).await;
+    workers.join().await;
+    served
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

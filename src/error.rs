@@ -22,6 +22,9 @@ pub enum Error {
     /// The named thing does not exist, or is outside the caller's scope (HTTP 404).
     #[error("{0}")]
     NotFound(String),
+    /// The route exists but not for this HTTP method (HTTP 405).
+    #[error("{0}")]
+    MethodNotAllowed(String),
     /// The request conflicts with the current state (HTTP 409).
     #[error("{0}")]
     Conflict(String),
@@ -61,6 +64,7 @@ impl Error {
             Error::Unauthenticated(_) => "unauthenticated",
             Error::Forbidden(_) => "forbidden",
             Error::NotFound(_) => "not_found",
+            Error::MethodNotAllowed(_) => "method_not_allowed",
             Error::Conflict(_) => "conflict",
             Error::TooLarge(_) => "too_large",
             Error::Unavailable(_) => "unavailable",
@@ -73,7 +77,11 @@ impl Error {
     }
 
     /// Wraps an I/O error with what was being done and to which path.
-    pub fn io(context: impl Into<String>, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub fn io(
+        context: impl Into<String>,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
         Error::Io {
             context: context.into(),
             path: path.into(),

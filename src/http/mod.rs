@@ -1,1 +1,168 @@
-//! todo
+//! The HTTP API (axum). The only module that knows about HTTP: handlers are thin, parse the
+//! request, call a domain module and shape the response. Every route is declared once in
+//! [`routes`] with the roles allowed to call it; the router, the role check and the
+//! access-matrix test are all generated from that table.
+
+mod admin;
+mod auth;
+mod error;
+mod system;
+
+use std::future::IntoFuture;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::Method;
+use axum::middleware::from_fn_with_state;
+use axum::routing::{MethodRouter, get, post};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+
+pub use auth::{ADMIN, ANY_ROLE, Access, Caller};
+pub use error::{ErrorBody, Json, status_of};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::jobs::JobQueue;
+use crate::models::Manifest;
+use crate::store::Db;
+use crate::store::blobs::BlobStore;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub db: Db,
+    pub jobs: JobQueue,
+    pub blobs: BlobStore,
+    pub manifest: Arc<Manifest>,
+}
+
+/// One route: method, path (axum syntax) and who may call it.
+#[derive(Clone, Debug)]
+pub struct RouteSpec {
+    pub method: Method,
+    pub path: &'static str,
+    pub access: Access,
+}
+
+/// Every route of the API with its handler. The single source of truth for routing and access.
+pub fn routes() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
+    use Method as M;
+    let spec = |method: Method, path: &'static str, access: Access| RouteSpec {
+        method,
+        path,
+        access,
+    };
+    vec![
+        (
+            spec(M::GET, "/healthz", Access::Public),
+            get(system::healthz),
+        ),
+        (spec(M::GET, "/readyz", Access::Public), get(system::readyz)),
+        (
+            spec(M::GET, "/openapi.json", Access::Public),
+            get(system::openapi),
+        ),
+        (spec(M::GET, "/me", ANY_ROLE), get(system::me)),
+        (spec(M::GET, "/jobs/{id}", ANY_ROLE), get(system::job)),
+        (spec(M::GET, "/admin/users", ADMIN), get(admin::list_users)),
+        (spec(M::POST, "/admin/users", ADMIN), post(admin::add_user)),
+        (
+            spec(M::POST, "/admin/users/{name}/revoke", ADMIN),
+            post(admin::revoke_user),
+        ),
+        (
+            spec(M::POST, "/admin/blobs/verify", ADMIN),
+            post(admin::verify_blobs),
+        ),
+    ]
+}
+
+/// The route table without handlers, for documentation and tests.
+pub fn route_table() -> Vec<RouteSpec> {
+    routes().into_iter().map(|(spec, _)| spec).collect()
+}
+
+/// The application's router with every layer applied.
+pub fn router(state: AppState) -> Router {
+    let mut router = Router::new();
+    for (spec, handler) in routes() {
+        let guarded = handler.route_layer(from_fn_with_state(
+            (state.clone(), spec.access),
+            auth::require,
+        ));
+        router = router.route(spec.path, guarded);
+    }
+    router
+        .fallback(|| async { Error::NotFound("no such route; see /openapi.json".into()) })
+        .method_not_allowed_fallback(|| async {
+            Error::MethodNotAllowed(
+                "this route does not take that method; see /openapi.json".into(),
+            )
+        })
+        .layer(DefaultBodyLimit::max(
+            state.config.server.max_body_bytes as usize,
+        ))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// The OpenAPI document of the API.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "dealdesk", description = "Self-hosted AI sales assistant API. Authenticate with `Authorization: Bearer <token>`."),
+    paths(
+        system::healthz,
+        system::readyz,
+        system::openapi,
+        system::me,
+        system::job,
+        admin::list_users,
+        admin::add_user,
+        admin::revoke_user,
+        admin::verify_blobs
+    ),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// Serves the API on `listener` until `shutdown` turns true, then lets in-flight requests
+/// finish for up to `server.shutdown_grace_secs`.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: watch::Receiver<bool>,
+) -> Result<()> {
+    let grace = Duration::from_secs(state.config.server.shutdown_grace_secs);
+    let stopping = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let server = axum::serve(listener, router(state))
+        .with_graceful_shutdown(stopping(shutdown.clone()))
+        .into_future();
+    tokio::select! {
+        result = server => result.map_err(|e| Error::Internal(format!("HTTP server failed: {e}"))),
+        _ = async { stopping(shutdown).await; tokio::time::sleep(grace).await } => {
+            tracing::warn!("requests still running after the shutdown grace period were cut");
+            Ok(())
+        }
+    }
+}

@@ -52,7 +52,9 @@ impl BlobStore {
     /// Where the blob with this hash lives.
     pub fn path_of(&self, sha256: &str) -> Result<PathBuf> {
         if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(Error::InvalidInput(format!("{sha256:?} is not a sha256 hex digest")));
+            return Err(Error::InvalidInput(format!(
+                "{sha256:?} is not a sha256 hex digest"
+            )));
         }
         let sha = sha256.to_ascii_lowercase();
         Ok(self.root.join(&sha[..2]).join(sha))
@@ -70,9 +72,7 @@ impl BlobStore {
             .await
             .map_err(|e| Error::io("cannot create the blob directory", &tmp_dir, e))?;
         let tmp_path = tmp_dir.join(super::new_id());
-        let result = self
-            .write_tmp(&mut reader, &tmp_path, max_bytes)
-            .await;
+        let result = self.write_tmp(&mut reader, &tmp_path, max_bytes).await;
         let (sha256, size) = match result {
             Ok(v) => v,
             Err(e) => {
@@ -150,9 +150,10 @@ impl BlobStore {
         rt: &tokio::runtime::Handle,
         progress: &dyn Fn(f32),
     ) -> Result<VerifyReport> {
-        let blobs: Vec<(String, i64)> =
-            rt.block_on(sqlx::query_as("SELECT sha256, size_bytes FROM blobs ORDER BY sha256")
-                .fetch_all(self.db.pool()))?;
+        let blobs: Vec<(String, i64)> = rt.block_on(
+            sqlx::query_as("SELECT sha256, size_bytes FROM blobs ORDER BY sha256")
+                .fetch_all(self.db.pool()),
+        )?;
         let total_bytes: i64 = blobs.iter().map(|(_, s)| *s).sum::<i64>().max(1);
         let mut done_bytes = 0i64;
         let mut report = VerifyReport::default();
@@ -222,7 +223,10 @@ mod tests {
             "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
         );
         assert!(!a.existed);
-        assert_eq!(std::fs::read(store.path_of(&a.sha256).unwrap()).unwrap(), b"hello");
+        assert_eq!(
+            std::fs::read(store.path_of(&a.sha256).unwrap()).unwrap(),
+            b"hello"
+        );
         let b = store.put(&b"hello"[..], "text/plain", 100).await.unwrap();
         assert!(b.existed);
     }

@@ -46,7 +46,9 @@ impl Db {
         sqlx::any::install_default_drivers();
         let (backend, url) = if let Some(path) = url.strip_prefix("sqlite://") {
             let path = path.split('?').next().unwrap_or(path);
-            if let Some(parent) = Path::new(path).parent().filter(|p| !p.as_os_str().is_empty())
+            if let Some(parent) = Path::new(path)
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
             {
                 std::fs::create_dir_all(parent)
                     .map_err(|e| Error::io("cannot create the database directory", parent, e))?;

@@ -1,0 +1,118 @@
+//! Helpers for tests that run the real `dealdesk` binary against a fresh data directory.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub fn dealdesk_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_dealdesk"))
+}
+
+/// A `dealdesk` command whose config points everything into `dir`.
+pub fn dealdesk(dir: &Path) -> Command {
+    let mut cmd = Command::new(dealdesk_bin());
+    cmd.current_dir(dir)
+        .env_remove("DEALDESK_CONFIG")
+        .env("DEALDESK_DATA_DIR", dir.join("data"))
+        .env("DEALDESK_SERVER_LISTEN", "127.0.0.1:0")
+        .env("DEALDESK_LOG_LEVEL", "warn");
+    cmd
+}
+
+/// Runs a CLI command to completion and returns its stdout; panics with stderr on failure.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("dealdesk runs");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Creates a user with the CLI and returns their token.
+pub fn add_user(dir: &Path, name: &str, role: &str, region: &str) -> String {
+    let out = run_ok(dealdesk(dir).args([
+        "users", "add", "--name", name, "--role", role, "--region", region, "--json",
+    ]));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["token"].as_str().unwrap().to_string()
+}
+
+/// A running `dealdesk serve`.
+pub struct Server {
+    pub child: Child,
+    pub url: String,
+}
+
+impl Server {
+    /// Starts `cmd serve` and waits for its "listening on" line.
+    pub fn start(mut cmd: Command) -> Server {
+        let mut child = cmd
+            .arg("serve")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("dealdesk serve starts");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("dealdesk listening on ") {
+                    let _ = tx.send(url.to_string());
+                }
+            }
+        });
+        let url = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the server printed its URL");
+        Server { child, url }
+    }
+
+    /// `kill -9`: no chance to clean up.
+    pub fn kill_hard(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, then waits; returns whether it exited successfully.
+    pub fn terminate(mut self) -> bool {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        self.child.wait().unwrap().success()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A blocking HTTP client.
+pub fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// Polls `check` every few milliseconds until it returns Some, or panics after `limit`.
+pub fn poll<T>(limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "condition not met within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
