@@ -51,13 +51,8 @@ pub struct Variable<'a> {
 
 impl Variable<'_> {
     /// Number of elements.
-    pub fn len(&self) -> usize {
+    pub fn elem_count(&self) -> usize {
         self.dims.iter().product()
-    }
-
-    /// `true` when the variable holds no elements.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// The elements as f32 (from f32, f16 or bf16).
@@ -82,8 +77,11 @@ impl Variable<'_> {
 
     /// A scalar integer (e.g. `encoder/num_heads`).
     pub fn scalar_int(&self) -> Result<i64, String> {
-        if self.len() != 1 {
-            return Err(format!("has {} elements, expected a scalar", self.len()));
+        if self.elem_count() != 1 {
+            return Err(format!(
+                "has {} elements, expected a scalar",
+                self.elem_count()
+            ));
         }
         let d = self.data;
         Ok(match self.dtype {
@@ -98,9 +96,7 @@ impl Variable<'_> {
 /// A parsed CTranslate2 model.
 #[derive(Debug)]
 pub struct Model<'a> {
-    pub version: u32,
     pub spec: String,
-    pub revision: u32,
     /// Variable names in file order.
     pub names: Vec<String>,
     pub variables: HashMap<String, Variable<'a>>,
@@ -160,7 +156,7 @@ impl<'a> Model<'a> {
             ));
         }
         let spec = c.string()?;
-        let revision = c.u32()?;
+        let _revision = c.u32()?;
         let count = c.u32()? as usize;
         let mut names = Vec::with_capacity(count);
         let mut variables = HashMap::with_capacity(count);
@@ -200,9 +196,7 @@ impl<'a> Model<'a> {
             ));
         }
         Ok(Model {
-            version,
             spec,
-            revision,
             names,
             variables,
             aliases,
@@ -274,7 +268,10 @@ mod tests {
         let m = Model::parse(&bytes).unwrap();
         assert_eq!(m.spec, "WhisperSpec");
         assert_eq!(m.names, ["a/weight", "a/num_heads"]);
-        assert_eq!(m.get("b/weight").unwrap().to_f32().unwrap(), [1.0, -2.0, 0.5, 4.0]);
+        assert_eq!(
+            m.get("b/weight").unwrap().to_f32().unwrap(),
+            [1.0, -2.0, 0.5, 4.0]
+        );
         assert_eq!(m.get("a/num_heads").unwrap().scalar_int().unwrap(), 6);
         assert!(m.get("c").is_err());
         // Truncation is reported, not a panic.

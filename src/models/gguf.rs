@@ -54,8 +54,7 @@ pub fn requantize_q8_0<W: Write + Seek>(input: &[u8], out: &mut W) -> Result<Req
         .iter()
         .map(|k| (k.as_str(), &content.metadata[k]))
         .collect();
-    let tensor_refs: Vec<(&str, &QTensor)> =
-        tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    let tensor_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
     gguf_file::write(out, &metadata, &tensor_refs).map_err(|e| format!("writing GGUF: {e}"))?;
     Ok(stats)
 }
@@ -147,10 +146,16 @@ mod tests {
     #[test]
     fn requantizes_q4_1_to_q8_0_and_keeps_the_rest() {
         let dev = Device::Cpu;
-        let vals: Vec<f32> = (0..64 * 4).map(|i| ((i * 37 % 101) as f32 - 50.0) / 40.0).collect();
+        let vals: Vec<f32> = (0..64 * 4)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 40.0)
+            .collect();
         let t = Tensor::from_vec(vals.clone(), (4, 64), &dev).unwrap();
         let q41 = QTensor::quantize(&t, GgmlDType::Q4_1).unwrap();
-        let f32t = QTensor::quantize(&Tensor::from_vec(vec![1f32, 2., 3.], 3, &dev).unwrap(), GgmlDType::F32).unwrap();
+        let f32t = QTensor::quantize(
+            &Tensor::from_vec(vec![1f32, 2., 3.], 3, &dev).unwrap(),
+            GgmlDType::F32,
+        )
+        .unwrap();
         let arch = gguf_file::Value::String("llama".into());
         let n = gguf_file::Value::U32(7);
         let mut input = Cursor::new(Vec::new());
@@ -164,7 +169,13 @@ mod tests {
 
         let mut out = Cursor::new(Vec::new());
         let stats = requantize_q8_0(&input, &mut out).unwrap();
-        assert_eq!(stats, RequantStats { tensors: 2, requantized: 1 });
+        assert_eq!(
+            stats,
+            RequantStats {
+                tensors: 2,
+                requantized: 1
+            }
+        );
         let out = out.into_inner();
         assert_eq!(header_order(&out).unwrap(), header_order(&input).unwrap());
         let mut r = Cursor::new(&out);
@@ -173,8 +184,20 @@ mod tests {
         let w = c.tensor(&mut r, "w", &dev).unwrap();
         assert_eq!(w.dtype(), GgmlDType::Q8_0);
         assert_eq!(w.shape().dims(), [4, 64]);
-        let back: Vec<f32> = w.dequantize(&dev).unwrap().flatten_all().unwrap().to_vec1().unwrap();
-        let orig: Vec<f32> = q41.dequantize(&dev).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let back: Vec<f32> = w
+            .dequantize(&dev)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let orig: Vec<f32> = q41
+            .dequantize(&dev)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         for (a, b) in back.iter().zip(&orig) {
             assert!((a - b).abs() < 0.02, "{a} vs {b}");
         }
@@ -192,6 +215,10 @@ mod tests {
     #[test]
     fn rejects_non_gguf() {
         let mut out = Cursor::new(Vec::new());
-        assert!(requantize_q8_0(b"nope nope nope nope nope", &mut out).unwrap_err().contains("GGUF"));
+        assert!(
+            requantize_q8_0(b"nope nope nope nope nope", &mut out)
+                .unwrap_err()
+                .contains("GGUF")
+        );
     }
 }

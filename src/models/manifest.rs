@@ -299,8 +299,13 @@ impl Manifest {
     }
 
     fn load_file(path: &Path) -> Result<Manifest> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::io("cannot read the model manifest ([models] manifest)", path, e))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::io(
+                "cannot read the model manifest ([models] manifest)",
+                path,
+                e,
+            )
+        })?;
         Manifest::parse(&text).map_err(|e| match e {
             Error::Config(msg) => Error::Config(format!("{}: {msg}", path.display())),
             other => other,
@@ -359,7 +364,9 @@ impl Manifest {
 
 /// `true` for 64 lower-case hex digits.
 pub fn is_sha256(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 fn safe_name(s: &str) -> bool {
@@ -544,7 +551,12 @@ from = ["tiny-pkg:tiny_pkg/data/part1", "tiny-pkg:tiny_pkg/data/part2"]
             m.get("whisper-base").unwrap().file(),
             "whisper-base-q8_0.bin"
         );
-        assert!(m.get("nope").unwrap_err().to_string().contains("whisper-base"));
+        assert!(
+            m.get("nope")
+                .unwrap_err()
+                .to_string()
+                .contains("whisper-base")
+        );
     }
 
     #[test]
@@ -559,7 +571,9 @@ from = ["tiny-pkg:tiny_pkg/data/part1", "tiny-pkg:tiny_pkg/data/part2"]
 
     #[test]
     fn bad_sha_names_model_and_field() {
-        let e = Manifest::parse(&tiny_manifest("abc")).unwrap_err().to_string();
+        let e = Manifest::parse(&tiny_manifest("abc"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("\"tiny\"") && e.contains("`sha256`"), "{e}");
         let upper = SHA_A.to_uppercase();
         let e = Manifest::parse(&tiny_manifest(&upper))

@@ -166,7 +166,10 @@ fn status_of(
             id: spec.id.clone(),
             ok: true,
             present: false,
-            detail: format!("optional, not fetched (`dealdesk models fetch {}`)", spec.id),
+            detail: format!(
+                "optional, not fetched (`dealdesk models fetch {}`)",
+                spec.id
+            ),
         };
     }
     let problems: Vec<String> = spec
@@ -180,7 +183,11 @@ fn status_of(
         ok: problems.is_empty(),
         present,
         detail: if problems.is_empty() {
-            format!("ok ({} file{})", paths.len(), if paths.len() == 1 { "" } else { "s" })
+            format!(
+                "ok ({} file{})",
+                paths.len(),
+                if paths.len() == 1 { "" } else { "s" }
+            )
         } else {
             problems.join("; ")
         },
@@ -223,9 +230,10 @@ pub fn list(config: &Config, manifest: &Manifest) -> Vec<ModelInfo> {
         .models
         .iter()
         .map(|spec| {
-            let present = spec.files.iter().all(|f| {
-                std::fs::metadata(file_path(config, f)).is_ok_and(|m| m.len() == f.size)
-            });
+            let present = spec
+                .files
+                .iter()
+                .all(|f| std::fs::metadata(file_path(config, f)).is_ok_and(|m| m.len() == f.size));
             let ready = present
                 && spec
                     .files

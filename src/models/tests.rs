@@ -110,7 +110,10 @@ fn fetch_assembles_verifies_and_skips_when_present() {
     let path = model_path(&config, m.get("tiny").unwrap());
     assert_eq!(path, tmp.path().join("tiny/model.gguf"));
     assert_eq!(std::fs::read(&path).unwrap(), whole);
-    assert!(path.with_file_name("model.gguf.sha256").exists(), "stamp written");
+    assert!(
+        path.with_file_name("model.gguf.sha256").exists(),
+        "stamp written"
+    );
     // No temporaries left behind.
     let leftovers: Vec<_> = std::fs::read_dir(tmp.path().join("tiny"))
         .unwrap()
@@ -139,7 +142,10 @@ fn fetch_assembles_verifies_and_skips_when_present() {
     std::fs::write(&path, &bad).unwrap();
     let v = verify(&config, &m);
     let tiny = v.iter().find(|s| s.id == "tiny").unwrap();
-    assert!(!tiny.ok && tiny.detail.contains("sha256 of tiny/model.gguf"), "{tiny:?}");
+    assert!(
+        !tiny.ok && tiny.detail.contains("sha256 of tiny/model.gguf"),
+        "{tiny:?}"
+    );
     assert!(readiness(&config, &m)[0].ok);
     let out = fetch(&config, &m, &[], &NoProgress).unwrap();
     assert!(!out[0].skipped);
@@ -157,9 +163,14 @@ fn fetch_refuses_a_file_whose_checksum_differs() {
     let (config, whl, whole) = setup(tmp.path());
     let wrong = "0".repeat(64);
     let m = manifest(&sha(&whl), whole.len(), &wrong);
-    let e = fetch(&config, &m, &[], &NoProgress).unwrap_err().to_string();
+    let e = fetch(&config, &m, &[], &NoProgress)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains(&sha(&whole)) && e.contains(&wrong), "{e}");
-    assert!(!tmp.path().join("tiny/model.gguf").exists(), "not installed");
+    assert!(
+        !tmp.path().join("tiny/model.gguf").exists(),
+        "not installed"
+    );
     let leftovers: Vec<_> = std::fs::read_dir(tmp.path().join("tiny"))
         .unwrap()
         .flatten()
@@ -202,7 +213,13 @@ fn copy_member_reads_zip_and_tgz() {
         .unwrap();
     tar.into_inner().unwrap().finish().unwrap();
     let mut out = Vec::new();
-    fetch::copy_member(&tgz_path, ArchiveKind::TarGz, "package/models/t.json", &mut out).unwrap();
+    fetch::copy_member(
+        &tgz_path,
+        ArchiveKind::TarGz,
+        "package/models/t.json",
+        &mut out,
+    )
+    .unwrap();
     assert_eq!(out, b"{ }");
     assert!(fetch::copy_member(&tgz_path, ArchiveKind::TarGz, "nope", &mut out).is_err());
 }

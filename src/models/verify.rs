@@ -53,7 +53,11 @@ impl<W: Write> HashingWriter<W> {
 
     /// The hex sha256 of everything written.
     pub fn finish(self) -> (W, String, u64) {
-        (self.inner, hex::encode(self.hasher.finalize()), self.written)
+        (
+            self.inner,
+            hex::encode(self.hasher.finalize()),
+            self.written,
+        )
     }
 }
 
@@ -156,23 +160,20 @@ pub fn quick_check(path: &Path, spec: &FileSpec) -> std::result::Result<(), Stri
             spec.size
         ));
     }
-    let bad = |what: &str| {
-        format!(
-            "{} {what}: delete it and {fetch}",
-            spec.name
-        )
-    };
+    let bad = |what: &str| format!("{} {what}: delete it and {fetch}", spec.name);
     let mut f = File::open(path).map_err(|e| format!("{} cannot be opened: {e}", spec.name))?;
     let mut head = [0u8; 8];
     match spec.format {
         Format::Gguf => {
-            f.read_exact(&mut head[..4]).map_err(|_| bad("is truncated"))?;
+            f.read_exact(&mut head[..4])
+                .map_err(|_| bad("is truncated"))?;
             if &head[..4] != b"GGUF" {
                 return Err(bad("is not a GGUF file (bad magic)"));
             }
         }
         Format::Ggml => {
-            f.read_exact(&mut head[..4]).map_err(|_| bad("is truncated"))?;
+            f.read_exact(&mut head[..4])
+                .map_err(|_| bad("is truncated"))?;
             if u32::from_le_bytes([head[0], head[1], head[2], head[3]]) != 0x6767_6d6c {
                 return Err(bad("is not a whisper.cpp ggml file (bad magic)"));
             }
@@ -219,9 +220,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.gguf");
         let good = spec("m.gguf", Format::Gguf, b"GGUF1234");
-        assert_eq!(check_file(&path, &good, true, &NoProgress).unwrap(), FileCheck::Missing);
+        assert_eq!(
+            check_file(&path, &good, true, &NoProgress).unwrap(),
+            FileCheck::Missing
+        );
         std::fs::write(&path, b"GGUF1234").unwrap();
-        assert_eq!(check_file(&path, &good, true, &NoProgress).unwrap(), FileCheck::Ok);
+        assert_eq!(
+            check_file(&path, &good, true, &NoProgress).unwrap(),
+            FileCheck::Ok
+        );
         assert_eq!(read_stamp(&path).as_deref(), Some(good.sha256.as_str()));
         // Same size, different bytes: caught by the full check and, since the stamp is keyed
         // by size + mtime, by the quick one once the mtime moves.
@@ -232,7 +239,10 @@ mod tests {
         drop(f);
         match check_file(&path, &good, true, &NoProgress).unwrap() {
             FileCheck::Bad(msg) => {
-                assert!(msg.contains("sha256 of m.gguf is") && msg.contains("models fetch"), "{msg}")
+                assert!(
+                    msg.contains("sha256 of m.gguf is") && msg.contains("models fetch"),
+                    "{msg}"
+                )
             }
             other => panic!("{other:?}"),
         }
@@ -249,26 +259,45 @@ mod tests {
         let cases: Vec<(&str, Format, Vec<u8>, bool)> = vec![
             ("a.gguf", Format::Gguf, b"GGUF....".to_vec(), true),
             ("b.gguf", Format::Gguf, b"GGML....".to_vec(), false),
-            ("c.bin", Format::Ggml, 0x6767_6d6cu32.to_le_bytes().to_vec(), true),
-            ("d.bin", Format::Ggml, b"lmgg".to_vec(), false),
+            (
+                "c.bin",
+                Format::Ggml,
+                0x6767_6d6cu32.to_le_bytes().to_vec(),
+                true,
+            ),
+            ("d.bin", Format::Ggml, b"ggml".to_vec(), false),
             ("e.json", Format::Json, br#"{"a": [1, 2]}"#.to_vec(), true),
             ("f.json", Format::Json, br#"{"a": [1, 2"#.to_vec(), false),
-            ("g.safetensors", Format::Safetensors, {
-                let h = br#"{"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#;
-                let mut v = (h.len() as u64).to_le_bytes().to_vec();
-                v.extend_from_slice(h);
-                v.extend_from_slice(&[0; 4]);
-                v
-            }, true),
+            (
+                "g.safetensors",
+                Format::Safetensors,
+                {
+                    let h = br#"{"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#;
+                    let mut v = (h.len() as u64).to_le_bytes().to_vec();
+                    v.extend_from_slice(h);
+                    v.extend_from_slice(&[0; 4]);
+                    v
+                },
+                true,
+            ),
             ("h.safetensors", Format::Safetensors, vec![255; 16], false),
         ];
         for (name, format, data, ok) in cases {
             let path = dir.path().join(name);
             std::fs::write(&path, &data).unwrap();
             let s = spec(name, format, &data);
-            assert_eq!(quick_check(&path, &s).is_ok(), ok, "{name}: {:?}", quick_check(&path, &s));
+            assert_eq!(
+                quick_check(&path, &s).is_ok(),
+                ok,
+                "{name}: {:?}",
+                quick_check(&path, &s)
+            );
         }
         let s = spec("missing.gguf", Format::Gguf, b"GGUF");
-        assert!(quick_check(&dir.path().join("missing.gguf"), &s).unwrap_err().contains("missing"));
+        assert!(
+            quick_check(&dir.path().join("missing.gguf"), &s)
+                .unwrap_err()
+                .contains("missing")
+        );
     }
 }

@@ -103,9 +103,11 @@ fn map_tensors(model: &ct2::Model) -> Result<(Hparams, Vec<Tensor>), String> {
         let proj = get("decoder/projection/weight")?;
         let emb = get("decoder/embeddings/weight")?;
         if proj.data != emb.data {
-            return Err("decoder/projection/weight differs from the token embedding; \
+            return Err(
+                "decoder/projection/weight differs from the token embedding; \
                         whisper.cpp needs them tied"
-                .into());
+                    .into(),
+            );
         }
     }
 
@@ -116,7 +118,10 @@ fn map_tensors(model: &ct2::Model) -> Result<(Hparams, Vec<Tensor>), String> {
     let dims2 = |v: &ct2::Variable, name: &str| -> Result<(i32, i32), String> {
         match v.dims[..] {
             [a, b] => Ok((a as i32, b as i32)),
-            _ => Err(format!("CT2 variable {name} has dims {:?}, expected 2", v.dims)),
+            _ => Err(format!(
+                "CT2 variable {name} has dims {:?}, expected 2",
+                v.dims
+            )),
         }
     };
     let (n_vocab, n_text_state) = dims2(emb, "decoder/embeddings/weight")?;
@@ -143,9 +148,8 @@ fn map_tensors(model: &ct2::Model) -> Result<(Hparams, Vec<Tensor>), String> {
     }
 
     let mut out: Vec<Tensor> = Vec::new();
-    let mut push = |name: String, dims: Vec<usize>, values: Vec<f32>| {
-        out.push(Tensor { name, dims, values })
-    };
+    let mut push =
+        |name: String, dims: Vec<usize>, values: Vec<f32>| out.push(Tensor { name, dims, values });
     let linear = |out: &mut dyn FnMut(String, Vec<usize>, Vec<f32>),
                   dst: &str,
                   src: &str|
@@ -176,7 +180,9 @@ fn map_tensors(model: &ct2::Model) -> Result<(Hparams, Vec<Tensor>), String> {
         let (_, b) = floats(&format!("{src}/bias"))?;
         let k = dsts.len();
         if wd.len() != 2 || wd[0] % k != 0 || b.len() != wd[0] {
-            return Err(format!("CT2 variable {src}/weight has dims {wd:?}, expected [{k}·n, d]"));
+            return Err(format!(
+                "CT2 variable {src}/weight has dims {wd:?}, expected [{k}·n, d]"
+            ));
         }
         let (rows, cols) = (wd[0] / k, wd[1]);
         for (j, dst) in dsts.iter().enumerate() {
@@ -213,7 +219,11 @@ fn map_tensors(model: &ct2::Model) -> Result<(Hparams, Vec<Tensor>), String> {
         norm(out, &format!("{dst}.attn_ln"), &format!("{sa}/layer_norm"))?;
         if cross {
             let ca = format!("{src}/attention");
-            lin(out, &format!("{dst}.cross_attn.query"), &format!("{ca}/linear_0"))?;
+            lin(
+                out,
+                &format!("{dst}.cross_attn.query"),
+                &format!("{ca}/linear_0"),
+            )?;
             fused(
                 out,
                 &[
@@ -222,12 +232,24 @@ fn map_tensors(model: &ct2::Model) -> Result<(Hparams, Vec<Tensor>), String> {
                 ],
                 &format!("{ca}/linear_1"),
             )?;
-            lin(out, &format!("{dst}.cross_attn.out"), &format!("{ca}/linear_2"))?;
-            norm(out, &format!("{dst}.cross_attn_ln"), &format!("{ca}/layer_norm"))?;
+            lin(
+                out,
+                &format!("{dst}.cross_attn.out"),
+                &format!("{ca}/linear_2"),
+            )?;
+            norm(
+                out,
+                &format!("{dst}.cross_attn_ln"),
+                &format!("{ca}/layer_norm"),
+            )?;
         }
         lin(out, &format!("{dst}.mlp.0"), &format!("{src}/ffn/linear_0"))?;
         lin(out, &format!("{dst}.mlp.2"), &format!("{src}/ffn/linear_1"))?;
-        norm(out, &format!("{dst}.mlp_ln"), &format!("{src}/ffn/layer_norm"))?;
+        norm(
+            out,
+            &format!("{dst}.mlp_ln"),
+            &format!("{src}/ffn/layer_norm"),
+        )?;
         Ok(())
     };
 
@@ -277,7 +299,7 @@ fn write_ggml(
 ) -> Vec<u8> {
     let payload: usize = tensors.iter().map(|t| t.values.len() * 2 + 64).sum();
     let mut out = Vec::with_capacity(payload + mel.values.len() * 4 + vocab.len() * 16);
-    let mut i32s = |out: &mut Vec<u8>, vs: &[i32]| {
+    let i32s = |out: &mut Vec<u8>, vs: &[i32]| {
         for v in vs {
             out.extend_from_slice(&v.to_le_bytes());
         }
@@ -325,10 +347,7 @@ fn write_ggml(
         } else {
             TYPE_F16
         };
-        i32s(
-            &mut out,
-            &[n_dims as i32, t.name.len() as i32, ttype],
-        );
+        i32s(&mut out, &[n_dims as i32, t.name.len() as i32, ttype]);
         for d in t.dims.iter().rev() {
             i32s(&mut out, &[*d as i32]);
         }
@@ -426,7 +445,10 @@ pub fn parse_npy_f32(b: &[u8]) -> Result<NpyArray, String> {
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<usize>().map_err(|_| format!("bad shape dim {s:?}")))
+        .map(|s| {
+            s.parse::<usize>()
+                .map_err(|_| format!("bad shape dim {s:?}"))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let count: usize = dims.iter().product();
     let data = &b[start + hlen..];
@@ -471,7 +493,11 @@ pub fn parse_tiktoken(text: &[u8]) -> Result<Vec<Vec<u8>>, String> {
             .parse()
             .map_err(|_| format!("line {}: bad rank {rank:?}", i + 1))?;
         if rank != out.len() {
-            return Err(format!("line {}: rank {rank}, expected {}", i + 1, out.len()));
+            return Err(format!(
+                "line {}: rank {rank}, expected {}",
+                i + 1,
+                out.len()
+            ));
         }
         out.push(bytes);
     }
@@ -519,7 +545,10 @@ mod tests {
         f16v("decoder/embeddings/weight", vec![3, s]);
         for side in ["encoder", "decoder"] {
             let l = format!("{side}/layer_0");
-            f16v(&format!("{l}/self_attention/linear_0/weight"), vec![3 * s, s]);
+            f16v(
+                &format!("{l}/self_attention/linear_0/weight"),
+                vec![3 * s, s],
+            );
             f16v(&format!("{l}/self_attention/linear_0/bias"), vec![3 * s]);
             f16v(&format!("{l}/self_attention/linear_1/weight"), vec![s, s]);
             f16v(&format!("{l}/self_attention/linear_1/bias"), vec![s]);
@@ -543,8 +572,18 @@ mod tests {
         f16v(&format!("{l}/linear_2/bias"), vec![s]);
         f16v(&format!("{l}/layer_norm/gamma"), vec![s]);
         f16v(&format!("{l}/layer_norm/beta"), vec![s]);
-        vars.push(("encoder/num_heads".into(), vec![], 2, 2i16.to_le_bytes().to_vec()));
-        vars.push(("decoder/num_heads".into(), vec![], 2, 2i16.to_le_bytes().to_vec()));
+        vars.push((
+            "encoder/num_heads".into(),
+            vec![],
+            2,
+            2i16.to_le_bytes().to_vec(),
+        ));
+        vars.push((
+            "decoder/num_heads".into(),
+            vec![],
+            2,
+            2i16.to_le_bytes().to_vec(),
+        ));
         ct2::build(
             "WhisperSpec",
             &vars,
@@ -553,12 +592,11 @@ mod tests {
     }
 
     pub(crate) fn npy(dims: &[usize], vals: &[f32]) -> Vec<u8> {
-        let shape = dims
-            .iter()
-            .map(|d| format!("{d}, "))
-            .collect::<String>();
-        let mut header =
-            format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({}), }}", shape.trim_end_matches(' '));
+        let shape = dims.iter().map(|d| format!("{d}, ")).collect::<String>();
+        let mut header = format!(
+            "{{'descr': '<f4', 'fortran_order': False, 'shape': ({}), }}",
+            shape.trim_end_matches(' ')
+        );
         while (10 + header.len() + 1) % 64 != 0 {
             header.push(' ');
         }
@@ -589,9 +627,16 @@ mod tests {
 
     /// Reads back a ggml file: (hparams, mel dims, vocab, [(name, ttype, ne)]).
     #[allow(clippy::type_complexity)]
-    fn read_ggml(b: &[u8]) -> (Vec<i32>, (i32, i32), Vec<Vec<u8>>, Vec<(String, i32, Vec<i32>)>) {
+    fn read_ggml(
+        b: &[u8],
+    ) -> (
+        Vec<i32>,
+        (i32, i32),
+        Vec<Vec<u8>>,
+        Vec<(String, i32, Vec<i32>)>,
+    ) {
         let mut p = 0usize;
-        let mut i32_ = |p: &mut usize| {
+        let i32_ = |p: &mut usize| {
             let v = i32::from_le_bytes(b[*p..*p + 4].try_into().unwrap());
             *p += 4;
             v
@@ -629,7 +674,10 @@ mod tests {
 
     #[test]
     fn converts_a_tiny_ct2_whisper() {
-        let mel = npz(&[("mel_4", npy(&[4, 3], &[0.5; 12])), ("mel_80", npy(&[1], &[0.0]))]);
+        let mel = npz(&[
+            ("mel_4", npy(&[4, 3], &[0.5; 12])),
+            ("mel_80", npy(&[1], &[0.0])),
+        ]);
         let tik = b"IQ== 0\nIg== 1\nIw== 2\n";
         let ct2 = tiny_ct2();
         for quant in [WhisperQuant::F16, WhisperQuant::Q8_0] {
@@ -639,17 +687,49 @@ mod tests {
             assert_eq!(hp, [0x67676d6c, 3, 5, 32, 2, 1, 6, 32, 2, 1, 4, ftype]);
             assert_eq!(mel_dims, (4, 3));
             assert_eq!(vocab, [b"!".to_vec(), b"\"".to_vec(), b"#".to_vec()]);
-            let find = |n: &str| tensors.iter().find(|t| t.0 == n).unwrap_or_else(|| panic!("{n}"));
+            let find = |n: &str| {
+                tensors
+                    .iter()
+                    .find(|t| t.0 == n)
+                    .unwrap_or_else(|| panic!("{n}"))
+            };
             let wt = if quant == WhisperQuant::F16 { 1 } else { 8 };
-            assert_eq!(tensors[0], ("encoder.positional_embedding".into(), 0, vec![32, 5]));
-            assert_eq!(*find("encoder.conv1.weight"), ("encoder.conv1.weight".into(), 1, vec![3, 4, 32]));
-            assert_eq!(*find("encoder.conv1.bias"), ("encoder.conv1.bias".into(), 0, vec![1, 32]));
-            assert_eq!(*find("encoder.blocks.0.attn.key.weight"), ("encoder.blocks.0.attn.key.weight".into(), wt, vec![32, 32]));
-            assert_eq!(*find("encoder.blocks.0.mlp.0.weight"), ("encoder.blocks.0.mlp.0.weight".into(), wt, vec![32, 128]));
-            assert_eq!(*find("encoder.blocks.0.mlp.2.weight"), ("encoder.blocks.0.mlp.2.weight".into(), wt, vec![128, 32]));
-            assert_eq!(*find("decoder.blocks.0.cross_attn.value.bias"), ("decoder.blocks.0.cross_attn.value.bias".into(), 0, vec![32]));
-            assert_eq!(*find("decoder.token_embedding.weight"), ("decoder.token_embedding.weight".into(), wt, vec![32, 3]));
-            assert_eq!(*find("decoder.positional_embedding"), ("decoder.positional_embedding".into(), 0, vec![32, 6]));
+            assert_eq!(
+                tensors[0],
+                ("encoder.positional_embedding".into(), 0, vec![32, 5])
+            );
+            assert_eq!(
+                *find("encoder.conv1.weight"),
+                ("encoder.conv1.weight".into(), 1, vec![3, 4, 32])
+            );
+            assert_eq!(
+                *find("encoder.conv1.bias"),
+                ("encoder.conv1.bias".into(), 0, vec![1, 32])
+            );
+            assert_eq!(
+                *find("encoder.blocks.0.attn.key.weight"),
+                ("encoder.blocks.0.attn.key.weight".into(), wt, vec![32, 32])
+            );
+            assert_eq!(
+                *find("encoder.blocks.0.mlp.0.weight"),
+                ("encoder.blocks.0.mlp.0.weight".into(), wt, vec![32, 128])
+            );
+            assert_eq!(
+                *find("encoder.blocks.0.mlp.2.weight"),
+                ("encoder.blocks.0.mlp.2.weight".into(), wt, vec![128, 32])
+            );
+            assert_eq!(
+                *find("decoder.blocks.0.cross_attn.value.bias"),
+                ("decoder.blocks.0.cross_attn.value.bias".into(), 0, vec![32])
+            );
+            assert_eq!(
+                *find("decoder.token_embedding.weight"),
+                ("decoder.token_embedding.weight".into(), wt, vec![32, 3])
+            );
+            assert_eq!(
+                *find("decoder.positional_embedding"),
+                ("decoder.positional_embedding".into(), 0, vec![32, 6])
+            );
             assert!(!tensors.iter().any(|t| t.0.ends_with("key.bias")));
             // 5 + 15 per encoder block + 2, then 2 + 24 per decoder block + 2.
             assert_eq!(tensors.len(), 5 + 15 + 2 + 2 + 24 + 2);
