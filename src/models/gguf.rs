@@ -5,7 +5,9 @@
 use std::io::{Cursor, Read, Seek, Write};
 
 use candle_core::Device;
-use candle_core::quantized::{GgmlDType, QTensor, gguf_file};
+use candle_core::quantized::{GgmlDType, QTensor, ggml_file, gguf_file};
+
+use super::whisper::quantize_q8_0_into;
 
 /// Types re-quantized to Q8_0.
 const SLOW_TYPES: [GgmlDType; 3] = [GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q5_1];
@@ -39,11 +41,7 @@ pub fn requantize_q8_0<W: Write + Seek>(input: &[u8], out: &mut W) -> Result<Req
             .map_err(|e| format!("tensor {name}: {e}"))?;
         let q = if SLOW_TYPES.contains(&q.dtype()) {
             stats.requantized += 1;
-            let t = q
-                .dequantize(&dev)
-                .map_err(|e| format!("dequantizing {name}: {e}"))?;
-            QTensor::quantize(&t, GgmlDType::Q8_0)
-                .map_err(|e| format!("quantizing {name} to Q8_0: {e}"))?
+            to_q8_0(&q, &dev).map_err(|e| format!("re-quantizing {name} to Q8_0: {e}"))?
         } else {
             q
         };
@@ -109,6 +107,23 @@ fn skip_value(c: &mut Reader, ty: u32) -> Result<(), String> {
         }
         _ => Err(format!("unknown GGUF metadata value type {ty}")),
     }
+}
+
+/// Dequantizes `q` and quantizes it to Q8_0 with ggml's reference rounding (our own
+/// [`quantize_q8_0_into`], so the bytes do not depend on candle's SIMD paths or version).
+fn to_q8_0(q: &QTensor, dev: &Device) -> Result<QTensor, String> {
+    let dims = q.shape().dims().to_vec();
+    if dims.last().is_none_or(|d| d % 32 != 0) {
+        return Err(format!("rows of shape {dims:?} are not a multiple of 32"));
+    }
+    let values: Vec<f32> = q
+        .dequantize(dev)
+        .and_then(|t| t.flatten_all())
+        .and_then(|t| t.to_vec1())
+        .map_err(|e| e.to_string())?;
+    let mut raw = Vec::with_capacity(values.len() / 32 * 34);
+    quantize_q8_0_into(&values, &mut raw);
+    ggml_file::qtensor_from_ggml(GgmlDType::Q8_0, &raw, dims, dev).map_err(|e| e.to_string())
 }
 
 /// Metadata keys and tensor names in file order (candle's reader keeps them in hash maps).

@@ -485,8 +485,10 @@ pub fn parse_tiktoken(text: &[u8]) -> Result<Vec<Vec<u8>>, String> {
         let (tok, rank) = line
             .split_once(' ')
             .ok_or_else(|| format!("line {} is not \"BASE64 RANK\"", i + 1))?;
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(tok)
+        // Like Python's lenient b64decode: openai-whisper's files have a line "= 50256"
+        // (an empty token), so padding is dropped before decoding.
+        let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
+            .decode(tok.trim_end_matches('='))
             .map_err(|e| format!("line {}: bad base64: {e}", i + 1))?;
         let rank: usize = rank
             .trim()
@@ -783,8 +785,8 @@ mod tests {
 
     #[test]
     fn tiktoken_lines_parse() {
-        let toks = parse_tiktoken(b"IQ== 0\nIGhlbGxv 1\n\n").unwrap();
-        assert_eq!(toks, [b"!".to_vec(), b" hello".to_vec()]);
+        let toks = parse_tiktoken(b"IQ== 0\nIGhlbGxv 1\n= 2\n\n").unwrap();
+        assert_eq!(toks, [b"!".to_vec(), b" hello".to_vec(), vec![]]);
         assert!(parse_tiktoken(b"IQ== 1\n").unwrap_err().contains("rank"));
         assert!(parse_tiktoken(b"@@@ 0\n").unwrap_err().contains("base64"));
         assert!(parse_tiktoken(b"").is_err());
