@@ -97,8 +97,6 @@ impl Variable<'_> {
 #[derive(Debug)]
 pub struct Model<'a> {
     pub spec: String,
-    /// Variable names in file order.
-    pub names: Vec<String>,
     pub variables: HashMap<String, Variable<'a>>,
     /// alias → target.
     pub aliases: HashMap<String, String>,
@@ -158,7 +156,6 @@ impl<'a> Model<'a> {
         let spec = c.string()?;
         let _revision = c.u32()?;
         let count = c.u32()? as usize;
-        let mut names = Vec::with_capacity(count);
         let mut variables = HashMap::with_capacity(count);
         for _ in 0..count {
             let name = c.string()?;
@@ -177,7 +174,6 @@ impl<'a> Model<'a> {
                 ));
             }
             let data = c.take(nbytes)?;
-            names.push(name.clone());
             variables.insert(name, Variable { dims, dtype, data });
         }
         let mut aliases = HashMap::new();
@@ -197,7 +193,6 @@ impl<'a> Model<'a> {
         }
         Ok(Model {
             spec,
-            names,
             variables,
             aliases,
         })
@@ -267,7 +262,6 @@ mod tests {
         );
         let m = Model::parse(&bytes).unwrap();
         assert_eq!(m.spec, "WhisperSpec");
-        assert_eq!(m.names, ["a/weight", "a/num_heads"]);
         assert_eq!(
             m.get("b/weight").unwrap().to_f32().unwrap(),
             [1.0, -2.0, 0.5, 4.0]

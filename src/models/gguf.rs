@@ -113,7 +113,7 @@ fn skip_value(c: &mut Reader, ty: u32) -> Result<(), String> {
 /// [`quantize_q8_0_into`], so the bytes do not depend on candle's SIMD paths or version).
 fn to_q8_0(q: &QTensor, dev: &Device) -> Result<QTensor, String> {
     let dims = q.shape().dims().to_vec();
-    if dims.last().is_none_or(|d| d % 32 != 0) {
+    if dims.last().is_none_or(|d| !d.is_multiple_of(32)) {
         return Err(format!("rows of shape {dims:?} are not a multiple of 32"));
     }
     let values: Vec<f32> = q

@@ -372,7 +372,10 @@ fn write_ggml(
 /// ggml's `quantize_row_q8_0_ref`: per block of 32, an f16 scale `d = max|x| / 127`, then
 /// 32 × i8 `round(x / d)` (computed as `x * (1/d)`, rounding half away from zero).
 pub fn quantize_q8_0_into(xs: &[f32], out: &mut Vec<u8>) {
-    assert!(xs.len() % 32 == 0, "q8_0 needs a multiple of 32 values");
+    assert!(
+        xs.len().is_multiple_of(32),
+        "q8_0 needs a multiple of 32 values"
+    );
     for block in xs.chunks_exact(32) {
         let amax = block.iter().fold(0f32, |m, x| m.max(x.abs()));
         let d = amax / 127.0;
