@@ -309,7 +309,10 @@ fn tail(stderr: &[u8], stdout: &[u8]) -> String {
         lines.join(" | ")
     };
     if tail.len() > 1200 {
-        let cut = tail.ceil_char_boundary(tail.len() - 1200);
+        let mut cut = tail.len() - 1200;
+        while !tail.is_char_boundary(cut) {
+            cut += 1;
+        }
         tail = format!("…{}", &tail[cut..]);
     }
     if tail.is_empty() {
