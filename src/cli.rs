@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::models;
 use crate::store::Db;
 use crate::users::{self, Role};
 
@@ -188,8 +189,82 @@ fn print_json<T: Serialize>(value: &T) {
     );
 }
 
-fn models(_config: &Config, _cmd: ModelsCommand) -> Result<()> {
-    Err(Error::Unavailable("models: not built yet".into()))
+fn models(config: &Config, cmd: ModelsCommand) -> Result<()> {
+    let manifest = models::Manifest::load(config)?;
+    match cmd {
+        ModelsCommand::Fetch { ids, all } => {
+            let ids = if all {
+                manifest.models.iter().map(|m| m.id.clone()).collect()
+            } else {
+                ids
+            };
+            let bar = models::BarProgress::new();
+            let outcomes = models::fetch(config, &manifest, &ids, &bar);
+            bar.finish();
+            for outcome in outcomes? {
+                let what = if outcome.skipped {
+                    "present"
+                } else {
+                    "fetched"
+                };
+                println!("{:<30} {what:<8} {:>6.1} s", outcome.id, outcome.seconds);
+            }
+            println!("models are in {}", config.models.dir.display());
+            Ok(())
+        }
+        ModelsCommand::Verify { json } => {
+            let statuses = models::verify(config, &manifest);
+            if json {
+                print_json(&statuses);
+            } else {
+                for s in &statuses {
+                    println!(
+                        "{:<30} {:<4} {}",
+                        s.id,
+                        if s.ok { "ok" } else { "BAD" },
+                        s.detail
+                    );
+                }
+            }
+            let bad: Vec<&str> = statuses
+                .iter()
+                .filter(|s| !s.ok)
+                .map(|s| s.id.as_str())
+                .collect();
+            if bad.is_empty() {
+                Ok(())
+            } else {
+                Err(Error::Unavailable(format!(
+                    "models failed verification: {}; run `dealdesk models fetch` to repair",
+                    bad.join(", ")
+                )))
+            }
+        }
+        ModelsCommand::List { json } => {
+            let infos = models::list(config, &manifest);
+            if json {
+                print_json(&infos);
+            } else {
+                println!(
+                    "{:<30} {:>9} {:<8} {:<11} {:<8} PURPOSE",
+                    "ID", "MB", "DEFAULT", "LICENCE", "PRESENT"
+                );
+                for m in infos {
+                    println!(
+                        "{:<30} {:>9.1} {:<8} {:<11} {:<8} {}",
+                        m.id,
+                        m.size as f64 / 1e6,
+                        if m.default { "yes" } else { "optional" },
+                        m.licence,
+                        if m.ready { "yes" } else { "no" },
+                        m.purpose
+                    );
+                }
+                println!("model cache: {}", config.models.dir.display());
+            }
+            Ok(())
+        }
+    }
 }
 
 async fn users_cmd(config: &Config, cmd: UsersCommand) -> Result<()> {
