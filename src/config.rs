@@ -364,11 +364,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("other.toml");
         std::fs::write(&path, "[log]\nlevel = \"debug\"\n").unwrap();
-        let c = Config::load_from(
-            None,
-            &env(&[(CONFIG_ENV, path.to_str().unwrap())]),
-        )
-        .unwrap();
+        let c = Config::load_from(None, &env(&[(CONFIG_ENV, path.to_str().unwrap())])).unwrap();
         assert_eq!(c.log.level, "debug");
     }
 

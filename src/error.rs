@@ -73,7 +73,11 @@ impl Error {
     }
 
     /// Wraps an I/O error with what was being done and to which path.
-    pub fn io(context: impl Into<String>, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub fn io(
+        context: impl Into<String>,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
         Error::Io {
             context: context.into(),
             path: path.into(),
