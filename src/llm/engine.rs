@@ -311,10 +311,6 @@ impl Llm {
         &self.template.stop_tokens
     }
 
-    pub(crate) fn vocab_size(&self) -> usize {
-        self.backend.vocab_size()
-    }
-
     /// The prompt tokens of a conversation.
     pub fn render(&self, messages: &[ChatMessage]) -> Result<Vec<u32>> {
         self.template.render(&self.tokenizer, messages)
@@ -413,24 +409,27 @@ impl Llm {
         let reused = self.backend.reset_for(prompt);
         stats.prompt_tokens = prompt.len();
         stats.cached_prompt_tokens = reused;
-        let mut logits = None;
-        for chunk in prompt[reused..].chunks(PREFILL_CHUNK) {
+        // The prompt's last token always runs alone, on the same (quantized, one-row) path
+        // as when its prefix comes from the cache, so a repeated request gives the same
+        // output whether or not its prompt was cached.
+        let (body, last) = prompt.split_at(prompt.len() - 1);
+        for chunk in body[reused.min(body.len())..].chunks(PREFILL_CHUNK) {
             if let Some(why) = Self::interrupted(params) {
-                // The cache holds a partial prompt; the next request recomputes what differs.
+                // The cache keeps the part computed so far, for the next request.
                 return Ok(Err(why));
             }
-            logits = Some(
-                self.backend
-                    .forward(chunk)
-                    .map_err(cerr("prefill failed"))?,
-            );
+            self.backend
+                .forward(chunk)
+                .map_err(cerr("prefill failed"))?;
         }
+        if let Some(why) = Self::interrupted(params) {
+            return Ok(Err(why));
+        }
+        let logits = self.backend.forward(last).map_err(cerr("prefill failed"))?;
         stats.prefill_secs = t0.elapsed().as_secs_f64();
         let run = (prompt.len() - reused) as f64;
         stats.prefill_tok_per_s = run / stats.prefill_secs.max(1e-9);
-        logits
-            .map(Ok)
-            .ok_or_else(|| Error::Internal("empty prompt".into()))
+        Ok(Ok(logits))
     }
 
     fn logits_processor(params: &GenerateParams) -> LogitsProcessor {
@@ -461,6 +460,17 @@ impl Llm {
 
     /// The generation loop shared by free and constrained generation. `constraint`, when
     /// given, masks the logits each step and may force tokens.
+    /// Continues a raw, already tokenized prompt (no chat template), e.g. for few-shot
+    /// prompts or benchmarks.
+    pub fn generate_raw(
+        &mut self,
+        prompt: &[u32],
+        params: &GenerateParams,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<Generation> {
+        self.generate_tokens(prompt, params, None, on_text)
+    }
+
     pub(crate) fn generate_tokens(
         &mut self,
         prompt: &[u32],
@@ -468,6 +478,9 @@ impl Llm {
         mut constraint: Option<&mut super::constrained::Constraint>,
         on_text: &mut dyn FnMut(&str),
     ) -> Result<Generation> {
+        if prompt.is_empty() {
+            return Err(Error::InvalidInput("the prompt is empty".into()));
+        }
         if prompt.len() + 1 > self.context_length {
             return Err(Error::InvalidInput(format!(
                 "the prompt is {} tokens, more than the model's context of {}: shorten the input",

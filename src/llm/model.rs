@@ -328,10 +328,6 @@ impl Transformer {
         })
     }
 
-    pub(crate) fn hparams(&self) -> &Hparams {
-        &self.hp
-    }
-
     /// Number of leading tokens of `tokens` already in the KV cache.
     pub(crate) fn common_prefix(&self, tokens: &[u32]) -> usize {
         self.cached_tokens
