@@ -307,7 +307,8 @@ impl Llm {
         self.context_length
     }
 
-    pub(crate) fn stop_tokens(&self) -> &[u32] {
+    /// Token ids that end a reply (end of turn, EOS).
+    pub fn stop_tokens(&self) -> &[u32] {
         &self.template.stop_tokens
     }
 

@@ -244,7 +244,11 @@ impl Transformer {
             .unwrap_or(n_embd / n_head);
         let rms_eps = md_f32(ct, &format!("{a}.attention.layer_norm_rms_epsilon")).unwrap_or(1e-6);
         let rope_base = md_f32(ct, &format!("{a}.rope.freq_base")).unwrap_or(10_000.0);
-        if n_head == 0 || n_kv_head == 0 || n_head % n_kv_head != 0 || head_dim % 2 != 0 {
+        if n_head == 0
+            || n_kv_head == 0
+            || !n_head.is_multiple_of(n_kv_head)
+            || !head_dim.is_multiple_of(2)
+        {
             candle_core::bail!("unsupported attention shape: {n_head} heads, {n_kv_head} kv heads");
         }
         let rope_neox = matches!(a, "qwen2" | "qwen3");
