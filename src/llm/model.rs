@@ -38,8 +38,10 @@ pub enum PrefillWeights {
     Cached,
 }
 
-/// Rows in a batch from which the dense (f32 GEMM) path beats the quantized one.
-const DENSE_MIN_ROWS: usize = 8;
+/// Rows in a batch from which the dense (f32 GEMM) path beats the quantized one: with the
+/// weights already dequantized, and when they must be dequantized first.
+const DENSE_MIN_ROWS_CACHED: usize = 8;
+const DENSE_MIN_ROWS_ON_THE_FLY: usize = 32;
 
 /// A linear layer `y = x Wᵀ (+ b)` over a quantized weight of shape `(n, k)`.
 pub(crate) struct Linear {
@@ -66,7 +68,13 @@ impl Linear {
     /// `x`: `(m, k)` f32, contiguous. Returns `(m, n)`.
     fn forward(&self, x: &Tensor) -> CResult<Tensor> {
         let m = x.dim(0)?;
-        let dense_ok = m >= DENSE_MIN_ROWS && matches!(self.qmatmul, QMatMul::QTensor(_));
+        let min_rows = match self.mode {
+            PrefillWeights::Quantized => usize::MAX,
+            PrefillWeights::DequantizeOnTheFly => DENSE_MIN_ROWS_ON_THE_FLY,
+            PrefillWeights::Cached if self.dense.get().is_some() => DENSE_MIN_ROWS_CACHED,
+            PrefillWeights::Cached => DENSE_MIN_ROWS_ON_THE_FLY,
+        };
+        let dense_ok = m >= min_rows && matches!(self.qmatmul, QMatMul::QTensor(_));
         let y = match (dense_ok, self.mode) {
             (true, PrefillWeights::DequantizeOnTheFly) => {
                 let w = self.weight.dequantize(&Device::Cpu)?;
@@ -439,8 +447,9 @@ impl Transformer {
             let k_all = kv.k.narrow(1, 0, total)?; // (nkv, T, hd)
             let v_all = kv.v.narrow(1, 0, total)?;
             // Grouped-query attention: the `group` query heads of one kv head are adjacent.
-            let q = q.reshape((nkv, group * m, hd))?;
-            let scores = (q.matmul(&k_all.t()?)? * scale)?; // (nkv, group*m, T)
+            // Scaling the queries (not the scores) saves a pass over the scores.
+            let q = (q * scale)?.reshape((nkv, group * m, hd))?;
+            let scores = q.matmul(&k_all.t()?)?; // (nkv, group*m, T)
             let scores = match &mask {
                 Some(mask) => scores
                     .reshape((nkv, group, m, total))?
