@@ -12,6 +12,14 @@
 //! batched dense prefill, fused projections, reusable KV prefix); `gemma3` on
 //! candle-transformers'. Every request logs its prefill and decode speed; [`cpu_features`]
 //! tells which SIMD paths candle was built with.
+//!
+//! Threads: candle's quantized matmul uses a spin-waiting thread pool sized by
+//! `CANDLE_NUM_THREADS` (dense matmuls use rayon, `RAYON_NUM_THREADS`), read once at first use.
+//! On a 2-core machine that is busy with other work (ASR jobs, builds) two spinning threads
+//! collapse decode speed (measured 4 tok/s instead of 45 for SmolLM2); set both to 1 there.
+//!
+//! Not done yet: a multi-slot prompt cache (today only the previous request's KV state is
+//! reused, as far as its tokens match the new prompt).
 
 mod chat;
 mod constrained;
