@@ -27,6 +27,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod jobs;
+pub mod llm;
 pub mod models;
 pub mod store;
 pub mod users;
