@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::llm;
 use crate::models;
 use crate::store::Db;
 use crate::users::{self, Role};
@@ -39,6 +40,30 @@ pub enum Command {
     Config(ConfigCommand),
     /// Create one demo user per role and print their tokens (for the quick start).
     Demo(DemoArgs),
+    /// Run the local LLM on one prompt (a quick check of the model and its speed).
+    Generate(GenerateArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    /// The user message.
+    #[arg(long)]
+    pub prompt: String,
+    /// An optional system message.
+    #[arg(long)]
+    pub system: Option<String>,
+    /// A JSON Schema file: the output is constrained to, and validated against, it.
+    #[arg(long)]
+    pub schema: Option<PathBuf>,
+    /// Most tokens to generate (default: llm.max_tokens).
+    #[arg(long)]
+    pub max_tokens: Option<usize>,
+    /// Sample with this temperature instead of greedy decoding.
+    #[arg(long)]
+    pub temperature: Option<f64>,
+    /// Seed for sampling (the same seed gives the same output).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
 }
 
 #[derive(Args, Debug)]
@@ -146,6 +171,7 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<()> {
     let mut config = Config::load(cli.config.as_deref())?;
     init_tracing(&config);
+    llm::set_threads(&config);
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))?;
     match cli.command {
@@ -165,6 +191,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Demo(args) => runtime.block_on(demo(&config, args)),
+        Command::Generate(args) => generate(&config, args),
     }
 }
 
@@ -265,6 +292,66 @@ fn models(config: &Config, cmd: ModelsCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn generate(config: &Config, args: GenerateArgs) -> Result<()> {
+    let manifest = models::Manifest::load(config)?;
+    let schema = args
+        .schema
+        .map(|path| -> Result<serde_json::Value> {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| Error::io("cannot read the schema", &path, e))?;
+            serde_json::from_str(&text)
+                .map_err(|e| Error::InvalidInput(format!("{} is not JSON: {e}", path.display())))
+        })
+        .transpose()?;
+    let mut model = llm::Llm::load(&llm::load_options(config, &manifest)?)?;
+    let mut messages = Vec::new();
+    if let Some(system) = args.system {
+        messages.push(llm::ChatMessage::system(system));
+    }
+    messages.push(llm::ChatMessage::user(args.prompt));
+    let params = llm::GenerateParams {
+        max_tokens: args.max_tokens.unwrap_or(config.llm.max_tokens),
+        sampling: match args.temperature {
+            Some(temperature) => llm::Sampling::Random {
+                temperature,
+                top_k: 40,
+                top_p: Some(0.95),
+                seed: args.seed,
+            },
+            None => llm::Sampling::Greedy,
+        },
+        ..llm::GenerateParams::default()
+    }
+    .with_timeout(std::time::Duration::from_secs(config.llm.timeout_secs));
+    let stats = match schema {
+        Some(schema) => {
+            let out = model.generate_json(&messages, &schema, &params)?;
+            print_json(&out.value);
+            out.stats
+        }
+        None => {
+            use std::io::Write;
+            let out = model.generate(&messages, &params, &mut |piece| {
+                print!("{piece}");
+                let _ = std::io::stdout().flush();
+            })?;
+            println!();
+            if out.finish != llm::FinishReason::Stop {
+                eprintln!("(stopped: {:?})", out.finish);
+            }
+            out.stats
+        }
+    };
+    eprintln!(
+        "prompt {} tokens at {:.1} tok/s, generated {} tokens at {:.1} tok/s",
+        stats.prompt_tokens,
+        stats.prefill_tok_per_s,
+        stats.generated_tokens,
+        stats.decode_tok_per_s
+    );
+    Ok(())
 }
 
 async fn users_cmd(config: &Config, cmd: UsersCommand) -> Result<()> {

@@ -25,6 +25,7 @@ pub struct Config {
     pub data: DataConfig,
     pub models: ModelsConfig,
     pub jobs: JobsConfig,
+    pub llm: LlmConfig,
     pub log: LogConfig,
 }
 
@@ -87,6 +88,25 @@ pub struct JobsConfig {
     pub poll_ms: u64,
 }
 
+/// `[llm]`: the local language model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LlmConfig {
+    /// Manifest id of the GGUF model.
+    pub model: String,
+    /// Manifest id of its `tokenizer.json`; empty: rebuild the tokenizer from the GGUF.
+    pub tokenizer: String,
+    /// CPU threads for inference. On a 2-core box that also transcribes, 1 avoids two
+    /// spin-waiting pools fighting for the cores.
+    pub threads: usize,
+    /// Most tokens one request may generate.
+    pub max_tokens: usize,
+    /// Seconds one request may run before it is stopped.
+    pub timeout_secs: u64,
+    /// Longest context (prompt + output) in tokens; bounds memory.
+    pub max_context: usize,
+}
+
 /// `[log]`: diagnostics.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -143,6 +163,19 @@ impl Default for JobsConfig {
             lease_secs: 60,
             max_attempts: 3,
             poll_ms: 500,
+        }
+    }
+}
+
+impl Default for LlmConfig {
+    fn default() -> Self {
+        LlmConfig {
+            model: "qwen2.5-coder-0.5b-instruct".into(),
+            tokenizer: "qwen-tokenizer".into(),
+            threads: 2,
+            max_tokens: 512,
+            timeout_secs: 300,
+            max_context: 8192,
         }
     }
 }
@@ -218,6 +251,11 @@ impl Config {
         if self.server.max_body_bytes == 0 || self.server.max_upload_bytes == 0 {
             return Err(Error::Config(
                 "server.max_body_bytes and server.max_upload_bytes must be above 0".into(),
+            ));
+        }
+        if self.llm.threads == 0 || self.llm.max_tokens == 0 || self.llm.max_context == 0 {
+            return Err(Error::Config(
+                "llm.threads, llm.max_tokens and llm.max_context must be at least 1".into(),
             ));
         }
         if self.jobs.lease_secs == 0 || self.jobs.max_attempts == 0 {

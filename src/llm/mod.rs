@@ -37,5 +37,32 @@ pub use model::PrefillWeights;
 pub use service::{DEFAULT_QUEUE_CAPACITY, LlmHandle, LlmService, ModelInfo};
 pub use tokenizer::Tokenizer;
 
+use crate::config::Config;
+use crate::error::Result;
+use crate::models::{Manifest, model_path};
+
+/// How to load the model `[llm]` names: its GGUF and tokenizer from the model cache.
+pub fn load_options(config: &Config, manifest: &Manifest) -> Result<LoadOptions> {
+    let gguf = model_path(config, manifest.get(&config.llm.model)?);
+    let mut options = LoadOptions::new(gguf);
+    if !config.llm.tokenizer.is_empty() {
+        options = options.with_tokenizer(model_path(config, manifest.get(&config.llm.tokenizer)?));
+    }
+    options.max_context = Some(config.llm.max_context);
+    Ok(options)
+}
+
+/// Sizes candle's thread pools from `[llm] threads`. Call once at start-up, before any thread
+/// is spawned: both pools read their variables on first use.
+pub fn set_threads(config: &Config) {
+    for var in ["CANDLE_NUM_THREADS", "RAYON_NUM_THREADS"] {
+        if std::env::var_os(var).is_none() {
+            // SAFETY: called from `main` before the runtime or any other thread starts, so
+            // no other thread can read the environment concurrently.
+            unsafe { std::env::set_var(var, config.llm.threads.to_string()) };
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;
