@@ -34,6 +34,9 @@ pub const HOPELESS_LOGPROB: f32 = -2.0;
 const DIGITAL_SILENCE_RMS: f32 = 1e-4;
 /// Frame RMS below which audio is always near-silent (-50 dBFS).
 const QUIET_RMS: f32 = 0.003;
+/// Peak frame RMS below which nothing under a segment can be speech (-55 dBFS): any text there
+/// is invented.
+const INAUDIBLE_RMS: f32 = 0.0018;
 /// Near-silence relative to the loud parts of the recording (-20 dB).
 const RELATIVE_QUIET: f32 = 0.1;
 /// RMS frame length: 50 ms at 16 kHz.
@@ -72,6 +75,9 @@ const HALLUCINATIONS_CONTAINED: &[&str] = &[
     "谢谢观看",
     "感谢观看",
     "小编字幕",
+    // Echoes of the Mandarin prompt (以下是普通话的句子。) on noise.
+    "是普通话的句子",
+    "以下是普通话",
 ];
 
 /// The OpenCC traditional-to-simplified converter, built once.
@@ -216,9 +222,28 @@ impl<'a> Loudness<'a> {
             .fold(0.0, f32::max)
     }
 
-    /// Whether the whole stretch is digital silence.
-    pub(crate) fn is_silent(&self, from: usize, to: usize) -> bool {
-        self.peak_rms(from, to) < DIGITAL_SILENCE_RMS
+    /// Whether the loudest part of the stretch is too quiet to be speech.
+    pub(crate) fn is_inaudible(&self, from: usize, to: usize) -> bool {
+        self.peak_rms(from, to) < INAUDIBLE_RMS
+    }
+
+    /// Narrows `[from, to)` to where there is sound, keeping `margin` samples either side: a
+    /// segment's timestamps from Whisper often include the silence before it.
+    pub(crate) fn trim(&self, from: usize, to: usize, margin: usize) -> (usize, usize) {
+        let to = to.min(self.samples.len());
+        let from = from.min(to);
+        let threshold = QUIET_RMS.max(RELATIVE_QUIET * self.loud);
+        let frames: Vec<f32> = self.samples[from..to].chunks(FRAME).map(rms).collect();
+        let Some(first) = frames.iter().position(|&r| r >= threshold) else {
+            return (from, to);
+        };
+        let last = frames
+            .iter()
+            .rposition(|&r| r >= threshold)
+            .unwrap_or(first);
+        let start = (from + first * FRAME).saturating_sub(margin).max(from);
+        let end = (from + (last + 1) * FRAME + margin).min(to);
+        (start, end.max(start + 1).min(to))
     }
 
     /// Whether the stretch is near-silent: quiet in absolute terms or relative to the loud
@@ -332,10 +357,13 @@ mod tests {
             *v = 0.3 * (i as f32 * 0.1).sin();
         }
         let l = Loudness::new(&x);
-        assert!(l.is_silent(0, 7_000));
+        assert!(l.is_inaudible(0, 7_000));
         assert!(l.is_quiet(0, 7_000));
         assert!(!l.is_quiet(7_000, 16_000));
         assert!(l.has_signal());
+        assert!(l.is_inaudible(0, 7_000));
+        assert!(!l.is_inaudible(0, 16_000));
+        assert_eq!(l.trim(0, 16_000, 1_600), (6_400, 16_000));
         assert!(!Loudness::new(&[0.0; 32_000]).has_signal());
     }
 

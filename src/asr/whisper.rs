@@ -4,6 +4,7 @@ use std::cell::Cell;
 use std::ffi::{c_int, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use whisper_rs::{
     FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState,
@@ -28,6 +29,8 @@ const MIN_CARRY: usize = SAMPLE_RATE as usize;
 /// A last segment that starts this close to the end of a block may be cut by the block
 /// boundary; it is dropped and decoded again as the start of the next block.
 const MAX_CARRY: usize = 45 * SAMPLE_RATE as usize;
+/// Sound kept around a segment when its timestamps are narrowed to where the sound is (200 ms).
+const TRIM_MARGIN: usize = SAMPLE_RATE as usize / 5;
 /// Audio used for language detection.
 const DETECT_FRAMES: usize = 30 * SAMPLE_RATE as usize;
 
@@ -56,8 +59,9 @@ impl Default for TranscriberOptions {
 
 /// A loaded Whisper model. Share one per process (it is `Send + Sync`); each call to
 /// [`Transcriber::transcribe`] gets its own decoder state, so calls may run concurrently.
+#[derive(Clone)]
 pub struct Transcriber {
-    ctx: WhisperContext,
+    ctx: Arc<WhisperContext>,
     opts: TranscriberOptions,
     model_path: PathBuf,
     multilingual: bool,
@@ -106,11 +110,19 @@ impl Transcriber {
             "whisper model loaded"
         );
         Ok(Transcriber {
-            ctx,
+            ctx: Arc::new(ctx),
             opts,
             model_path: model_path.to_path_buf(),
             multilingual,
         })
+    }
+
+    /// The same loaded model with other options (no reload; the model memory is shared).
+    pub fn with_options(&self, opts: TranscriberOptions) -> Self {
+        Transcriber {
+            opts,
+            ..self.clone()
+        }
     }
 
     /// The model file this transcriber was loaded from.
@@ -344,12 +356,13 @@ impl Transcriber {
             let text = filter::collapse_repeats(&filter::to_simplified(text.trim()));
             if text.is_empty()
                 || !filter::keep_scores(avg_logprob, no_speech_prob)
-                || loud.is_silent(start, end)
+                || loud.is_inaudible(start, end)
                 || (filter::is_known_hallucination(&text) && loud.is_quiet(start, end))
             {
                 tracing::debug!(%text, avg_logprob, no_speech_prob, "dropping segment");
                 continue;
             }
+            let (start, end) = loud.trim(start, end, TRIM_MARGIN);
             ch.segments.push(Segment {
                 start_ms: offset_ms + (start / FRAMES_PER_MS) as u64,
                 end_ms: offset_ms + (end / FRAMES_PER_MS) as u64,
@@ -529,4 +542,216 @@ impl BlockSource for AudioReader {
 fn assert_send_sync() {
     fn check<T: Send + Sync>() {}
     check::<Transcriber>();
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Instant;
+
+    use super::*;
+    use crate::asr::decode::decode_file;
+    use crate::asr::testutil::{cer, eval_clip, ffmpeg, reference, transcriber, wer, write_wav};
+
+    fn run(audio: &Audio, language: Language) -> (Transcript, Vec<f32>) {
+        let seen = Mutex::new(Vec::new());
+        let req = TranscribeRequest {
+            language,
+            ..Default::default()
+        };
+        let t = transcriber()
+            .transcribe(audio, &req, &|p| seen.lock().unwrap().push(p))
+            .unwrap();
+        (t, seen.into_inner().unwrap())
+    }
+
+    fn assert_progress(seen: &[f32]) {
+        assert!(!seen.is_empty());
+        assert!(
+            seen.windows(2).all(|w| w[0] <= w[1]),
+            "not monotonic: {seen:?}"
+        );
+        assert_eq!(*seen.last().unwrap(), 1.0);
+        assert!(seen.iter().all(|p| (0.0..=1.0).contains(p)));
+    }
+
+    #[test]
+    fn english_jfk_matches_reference() {
+        let clip = eval_clip("en/jfk.wav");
+        let audio = decode_file(&clip, Channels::Mix).unwrap();
+        let start = Instant::now();
+        let (t, seen) = run(&audio, Language::Auto);
+        let secs = start.elapsed().as_secs_f64();
+        let w = wer(&reference(&clip), &t.text());
+        eprintln!(
+            "jfk: WER {w:.3}, RTF {:.3} ({secs:.2} s for 11 s, auto language)\n{:#?}",
+            secs / 11.0,
+            t
+        );
+        assert_eq!(t.language, "en");
+        assert_eq!(t.duration_ms, 11_000);
+        assert!(w <= 0.1, "WER {w} > 0.1: {:?}", t.text());
+        assert_progress(&seen);
+        for s in &t.segments {
+            assert!(s.start_ms < s.end_ms && s.end_ms <= 11_000, "{s:?}");
+            assert!((0.0..=1.0).contains(&s.avg_prob) && s.avg_logprob <= 0.0);
+            assert!((0.0..=1.0).contains(&s.no_speech_prob));
+            assert_eq!(s.channel, None);
+        }
+    }
+
+    #[test]
+    fn mandarin_comes_out_simplified() {
+        for name in ["zh/BAC009S0764W0121.wav", "zh/BAC009S0764W0122.wav"] {
+            let clip = eval_clip(name);
+            let audio = decode_file(&clip, Channels::Mix).unwrap();
+            for language in [Language::Zh, Language::Auto] {
+                let (t, _) = run(&audio, language);
+                let text = t.text();
+                let c = cer(&reference(&clip), &text);
+                eprintln!("{name} ({language}): CER {c:.3}: {text}");
+                assert_eq!(t.language, "zh");
+                assert_eq!(
+                    filter::to_simplified(&text),
+                    text,
+                    "traditional characters left"
+                );
+                assert!(c <= 0.25, "{name}: CER {c} for {text:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn silence_and_faint_noise_yield_no_text() {
+        let silence = Audio::from_mono(vec![0.0; 20 * SAMPLE_RATE as usize]);
+        let (t, seen) = run(&silence, Language::Auto);
+        assert!(t.segments.is_empty(), "{t:?}");
+        assert_eq!(t.duration_ms, 20_000);
+        assert_progress(&seen);
+
+        // Faint hiss (-60 dBFS) goes through Whisper; nothing may come out of it.
+        let mut x: u32 = 12345;
+        let hiss: Vec<f32> = (0..20 * SAMPLE_RATE as usize)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                (x as f32 / u32::MAX as f32 - 0.5) * 0.002
+            })
+            .collect();
+        for language in [Language::En, Language::Zh] {
+            let (t, _) = run(&Audio::from_mono(hiss.clone()), language);
+            assert!(t.segments.is_empty(), "{language}: {t:?}");
+        }
+    }
+
+    #[test]
+    fn split_channels_are_tagged_and_blocks_join() {
+        // Left: JFK; right: a Mandarin clip starting 2 s in. Decoded from a 48 kHz stereo MP3.
+        let en = decode_file(&eval_clip("en/jfk.wav"), Channels::Mix).unwrap();
+        let zh = decode_file(&eval_clip("zh/BAC009S0764W0121.wav"), Channels::Mix).unwrap();
+        let mut right = vec![0.0; 2 * SAMPLE_RATE as usize];
+        right.extend_from_slice(zh.channel(0));
+        right.resize(en.frames(), 0.0);
+        let dir = tempfile::tempdir().unwrap();
+        let wav = dir.path().join("call.wav");
+        write_wav(&wav, SAMPLE_RATE, &[en.channel(0).to_vec(), right]);
+        let mp3 = dir.path().join("call.mp3");
+        ffmpeg(&[
+            "-i",
+            wav.to_str().unwrap(),
+            "-ar",
+            "48000",
+            "-b:a",
+            "160k",
+            mp3.to_str().unwrap(),
+        ]);
+
+        let audio = decode_file(&mp3, Channels::Split).unwrap();
+        assert_eq!(audio.channel_count(), 2);
+        let (t, seen) = run(&audio, Language::Auto);
+        assert_progress(&seen);
+        let text_of = |ch: u8| {
+            t.segments
+                .iter()
+                .filter(|s| s.channel == Some(ch))
+                .map(|s| s.text.as_str())
+                .collect::<String>()
+        };
+        let (left, right) = (text_of(0), text_of(1));
+        eprintln!("left: {left}\nright: {right}");
+        assert!(
+            wer(&reference(&eval_clip("en/jfk.wav")), &left) <= 0.15,
+            "{left}"
+        );
+        assert!(cer("甚至出现交易几乎停滞的情况", &right) <= 0.3, "{right}");
+        assert!(t.segments.iter().all(|s| s.channel.is_some()));
+        assert!(
+            t.segments
+                .windows(2)
+                .all(|w| w[0].start_ms <= w[1].start_ms)
+        );
+        let first_right = t.segments.iter().find(|s| s.channel == Some(1)).unwrap();
+        assert!(first_right.start_ms >= 1_500, "{first_right:?}");
+
+        // Small blocks: the boundary handling re-decodes a cut segment instead of losing or
+        // doubling words.
+        let small = transcriber().with_options(TranscriberOptions {
+            threads: 2,
+            beam_size: 1,
+            block_secs: 30,
+        });
+        // The first turns of a labelled call (about 48 s) in 30 s blocks: the segment cut by
+        // the block boundary must be decoded once, not lost or doubled.
+        let call = crate::asr::testutil::shared_dir().join("eval/calls/en-01");
+        let tsv = std::fs::read_to_string(call.join("turns.tsv")).expect("eval call en-01");
+        let mut want = Vec::new();
+        let mut cut_ms = 0;
+        for line in tsv.lines().skip(1) {
+            let f: Vec<&str> = line.split('\t').collect();
+            let end: usize = f[3].parse().unwrap();
+            if end > 48_000 {
+                break;
+            }
+            want.push(f[4].to_string());
+            cut_ms = end;
+        }
+        let full = decode_file(&call.join("call.wav"), Channels::Mix).unwrap();
+        let head = full.channel(0)[..(cut_ms + 200) * FRAMES_PER_MS].to_vec();
+        let req = TranscribeRequest {
+            language: Language::En,
+            ..Default::default()
+        };
+        let t = small
+            .transcribe(&Audio::from_mono(head), &req, &|_| {})
+            .unwrap();
+        let w = wer(&want.join(" "), &t.text());
+        eprintln!(
+            "en-01 first {cut_ms} ms in 30 s blocks: WER {w:.3}\n{:#?}",
+            t.segments
+        );
+        assert!(w <= 0.2, "WER {w}: {}", t.text());
+        assert!(
+            t.segments
+                .windows(2)
+                .all(|p| p[0].start_ms <= p[1].start_ms)
+        );
+    }
+
+    #[test]
+    fn missing_model_says_how_to_fetch() {
+        let e = Transcriber::load(
+            Path::new("/nonexistent/whisper.bin"),
+            TranscriberOptions::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(e, Error::Unavailable(_)), "{e:?}");
+        assert!(e.to_string().contains("dealdesk models fetch"), "{e}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk.bin");
+        std::fs::write(&junk, b"not a model").unwrap();
+        let e = Transcriber::load(&junk, TranscriberOptions::default()).unwrap_err();
+        assert!(e.to_string().contains("dealdesk models fetch"), "{e}");
+    }
 }
