@@ -742,7 +742,7 @@ mod tests {
         let whole = decode_file(&mp3, Channels::Split).unwrap();
         let mut r = AudioReader::open(&mp3, Channels::Split).unwrap();
         assert_eq!(r.channel_count(), 2);
-        let mut got = vec![Vec::new(), Vec::new()];
+        let mut got = [Vec::new(), Vec::new()];
         let mut last_fraction = 0.0;
         while let Some(block) = r.read(5_000).unwrap() {
             assert!(block[0].len() <= 5_000);

@@ -161,3 +161,40 @@ pub struct Segment {
     /// The source channel (0-based) in [`Channels::Split`] mode, `None` when mixed.
     pub channel: Option<u8>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn language_parses_and_displays() {
+        assert_eq!("auto".parse::<Language>().unwrap(), Language::Auto);
+        assert_eq!("EN".parse::<Language>().unwrap(), Language::En);
+        assert_eq!("zh".parse::<Language>().unwrap(), Language::Zh);
+        assert!("fr".parse::<Language>().is_err());
+        assert_eq!(Language::Zh.to_string(), "zh");
+    }
+
+    #[test]
+    fn transcript_serializes() {
+        let t = Transcript {
+            language: "zh".into(),
+            duration_ms: 4200,
+            segments: vec![Segment {
+                start_ms: 0,
+                end_ms: 4000,
+                text: "你好".into(),
+                avg_prob: 0.9,
+                avg_logprob: -0.1,
+                no_speech_prob: 0.01,
+                channel: Some(1),
+            }],
+        };
+        let v = serde_json::to_value(&t).unwrap();
+        assert_eq!(v["segments"][0]["channel"], 1);
+        assert_eq!(v["segments"][0]["start_ms"], 0);
+        assert_eq!(t.text(), "你好");
+        let req: TranscribeRequest = serde_json::from_str(r#"{"language":"zh"}"#).unwrap();
+        assert_eq!(req.language, Language::Zh);
+    }
+}

@@ -565,6 +565,15 @@ mod tests {
         (t, seen.into_inner().unwrap())
     }
 
+    /// User + system CPU time of this process (Linux), for an RTF estimate on a busy machine.
+    fn process_cpu_secs() -> f64 {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        let after = stat.rsplit(") ").next().unwrap_or("");
+        let f: Vec<&str> = after.split_whitespace().collect();
+        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        (ticks(11) + ticks(12)) / 100.0
+    }
+
     fn assert_progress(seen: &[f32]) {
         assert!(!seen.is_empty());
         assert!(
@@ -579,16 +588,25 @@ mod tests {
     fn english_jfk_matches_reference() {
         let clip = eval_clip("en/jfk.wav");
         let audio = decode_file(&clip, Channels::Mix).unwrap();
+        transcriber(); // load outside the timing
         let start = Instant::now();
         let (t, seen) = run(&audio, Language::Auto);
+        let auto_secs = start.elapsed().as_secs_f64();
+        let start = Instant::now();
+        let cpu0 = process_cpu_secs();
+        let (pinned, _) = run(&audio, Language::En);
         let secs = start.elapsed().as_secs_f64();
+        let cpu = process_cpu_secs() - cpu0;
         let w = wer(&reference(&clip), &t.text());
         eprintln!(
-            "jfk: WER {w:.3}, RTF {:.3} ({secs:.2} s for 11 s, auto language)\n{:#?}",
+            "jfk: WER {w:.3}; RTF {:.3} pinned `en` ({secs:.2} s wall, {cpu:.2} CPU-s for 11 s; \
+             uncontended estimate {:.3}), {:.3} with language detection; 2 threads\n{t:#?}",
             secs / 11.0,
-            t
+            cpu / 2.0 / 11.0,
+            auto_secs / 11.0,
         );
         assert_eq!(t.language, "en");
+        assert_eq!(pinned.text(), t.text());
         assert_eq!(t.duration_ms, 11_000);
         assert!(w <= 0.1, "WER {w} > 0.1: {:?}", t.text());
         assert_progress(&seen);
@@ -598,6 +616,28 @@ mod tests {
             assert!((0.0..=1.0).contains(&s.no_speech_prob));
             assert_eq!(s.channel, None);
         }
+
+        // Streaming from an Ogg Vorbis file gives the same words.
+        let dir = tempfile::tempdir().unwrap();
+        let ogg = dir.path().join("jfk.ogg");
+        ffmpeg(&[
+            "-i",
+            clip.to_str().unwrap(),
+            "-c:a",
+            "libvorbis",
+            ogg.to_str().unwrap(),
+        ]);
+        let mut reader = AudioReader::open(&ogg, Channels::Mix).unwrap();
+        let req = TranscribeRequest {
+            language: Language::En,
+            ..Default::default()
+        };
+        let streamed = transcriber()
+            .transcribe_reader(&mut reader, &req, &|_| {})
+            .unwrap();
+        let w = wer(&reference(&clip), &streamed.text());
+        assert!(w <= 0.1, "streamed WER {w}: {}", streamed.text());
+        assert!((streamed.duration_ms as i64 - 11_000).abs() < 100);
     }
 
     #[test]
@@ -736,6 +776,53 @@ mod tests {
                 .windows(2)
                 .all(|p| p[0].start_ms <= p[1].start_ms)
         );
+    }
+
+    /// Reference text of a labelled call (all turns joined).
+    fn call_reference(call: &Path) -> String {
+        let tsv = std::fs::read_to_string(call.join("turns.tsv")).expect("eval call turns.tsv");
+        tsv.lines()
+            .skip(1)
+            .filter_map(|l| l.split('\t').nth(4))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    #[ignore = "slow (transcribes two 3-minute calls); run with `cargo test --lib asr -- --ignored`"]
+    fn long_calls_stream_in_blocks() {
+        for (id, block_secs) in [("en-01", 60), ("zh-01", 60)] {
+            let call = crate::asr::testutil::shared_dir()
+                .join("eval/calls")
+                .join(id);
+            let t = transcriber().with_options(TranscriberOptions {
+                threads: 2,
+                beam_size: 1,
+                block_secs,
+            });
+            let mut reader = AudioReader::open(&call.join("call.wav"), Channels::Mix).unwrap();
+            let req = TranscribeRequest::default();
+            let start = Instant::now();
+            let out = t.transcribe_reader(&mut reader, &req, &|_| {}).unwrap();
+            let secs = start.elapsed().as_secs_f64();
+            let reference = call_reference(&call);
+            let (metric, score) = if id.starts_with("zh") {
+                ("CER", cer(&reference, &out.text()))
+            } else {
+                ("WER", wer(&reference, &out.text()))
+            };
+            eprintln!(
+                "{id}: {metric} {score:.3}, language {}, {} segments, RTF {:.3} ({secs:.1} s for \
+                 {:.1} s, {block_secs} s blocks)\n{}",
+                out.language,
+                out.segments.len(),
+                secs * 1000.0 / out.duration_ms as f64,
+                out.duration_ms as f64 / 1000.0,
+                out.text()
+            );
+            assert_eq!(out.language, &id[..2]);
+            assert!(score <= 0.3, "{id}: {metric} {score}");
+        }
     }
 
     #[test]
