@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
+use crate::asr;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::llm;
@@ -40,8 +41,28 @@ pub enum Command {
     Config(ConfigCommand),
     /// Create one demo user per role and print their tokens (for the quick start).
     Demo(DemoArgs),
+    /// Transcribe a recording (wav, mp3, m4a, ogg, flac) with the local Whisper model.
+    Transcribe(TranscribeArgs),
     /// Run the local LLM on one prompt (a quick check of the model and its speed).
     Generate(GenerateArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct TranscribeArgs {
+    /// The recording.
+    pub file: PathBuf,
+    /// auto (English or Mandarin, detected), en or zh.
+    #[arg(long, default_value = "auto")]
+    pub language: String,
+    /// mix: one transcript of all channels; split: each channel on its own (one party each).
+    #[arg(long, default_value = "mix")]
+    pub channels: String,
+    /// CPU threads (default: asr.threads).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Print the transcript as JSON (segments with times, scores and channel).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -191,6 +212,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Demo(args) => runtime.block_on(demo(&config, args)),
+        Command::Transcribe(args) => transcribe(&config, args),
         Command::Generate(args) => generate(&config, args),
     }
 }
@@ -292,6 +314,55 @@ fn models(config: &Config, cmd: ModelsCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn transcribe(config: &Config, args: TranscribeArgs) -> Result<()> {
+    let language: asr::Language = args.language.parse()?;
+    let channels = match args.channels.as_str() {
+        "mix" => asr::Channels::Mix,
+        "split" => asr::Channels::Split,
+        other => {
+            return Err(Error::InvalidInput(format!(
+                "--channels {other:?}: use mix or split"
+            )));
+        }
+    };
+    // Open the recording first: a bad file fails before the model is loaded.
+    let mut reader = asr::AudioReader::open(&args.file, channels)?;
+    let manifest = models::Manifest::load(config)?;
+    let transcriber = asr::load_configured(config, &manifest)?;
+    let request = asr::TranscribeRequest {
+        language,
+        threads: args.threads,
+        ..Default::default()
+    };
+    let bar = indicatif::ProgressBar::new(100);
+    if args.json || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let transcript = transcriber.transcribe_reader(&mut reader, &request, &|p| {
+        bar.set_position((p * 100.0) as u64)
+    })?;
+    bar.finish_and_clear();
+    if args.json {
+        print_json(&transcript);
+    } else {
+        for s in &transcript.segments {
+            let channel = s.channel.map(|c| format!(" ch{c}")).unwrap_or_default();
+            println!(
+                "[{} → {}{channel}] {}",
+                clock(s.start_ms),
+                clock(s.end_ms),
+                s.text
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `m:ss.s` for a millisecond offset.
+fn clock(ms: u64) -> String {
+    format!("{}:{:04.1}", ms / 60_000, (ms % 60_000) as f64 / 1000.0)
 }
 
 fn generate(config: &Config, args: GenerateArgs) -> Result<()> {

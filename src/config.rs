@@ -25,6 +25,7 @@ pub struct Config {
     pub data: DataConfig,
     pub models: ModelsConfig,
     pub jobs: JobsConfig,
+    pub asr: AsrConfig,
     pub llm: LlmConfig,
     pub log: LogConfig,
 }
@@ -86,6 +87,20 @@ pub struct JobsConfig {
     pub max_attempts: u32,
     /// Milliseconds an idle worker waits before looking for work again.
     pub poll_ms: u64,
+}
+
+/// `[asr]`: speech recognition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AsrConfig {
+    /// Manifest id of the Whisper model.
+    pub model: String,
+    /// CPU threads per transcription.
+    pub threads: usize,
+    /// Beam width; 1 is greedy decoding (about twice as fast for a small accuracy cost).
+    pub beam_size: usize,
+    /// Seconds of audio per Whisper call; bounds memory on long recordings.
+    pub block_secs: u32,
 }
 
 /// `[llm]`: the local language model.
@@ -167,6 +182,17 @@ impl Default for JobsConfig {
     }
 }
 
+impl Default for AsrConfig {
+    fn default() -> Self {
+        AsrConfig {
+            model: "whisper-base".into(),
+            threads: 2,
+            beam_size: 1,
+            block_secs: 300,
+        }
+    }
+}
+
 impl Default for LlmConfig {
     fn default() -> Self {
         LlmConfig {
@@ -183,7 +209,7 @@ impl Default for LlmConfig {
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
-            level: "info".into(),
+            level: "info,whisper_rs=warn,symphonia=warn".into(),
             format: "text".into(),
         }
     }
@@ -251,6 +277,12 @@ impl Config {
         if self.server.max_body_bytes == 0 || self.server.max_upload_bytes == 0 {
             return Err(Error::Config(
                 "server.max_body_bytes and server.max_upload_bytes must be above 0".into(),
+            ));
+        }
+        if self.asr.threads == 0 || self.asr.beam_size == 0 || self.asr.block_secs < 30 {
+            return Err(Error::Config(
+                "asr.threads and asr.beam_size must be at least 1, asr.block_secs at least 30"
+                    .into(),
             ));
         }
         if self.llm.threads == 0 || self.llm.max_tokens == 0 || self.llm.max_context == 0 {

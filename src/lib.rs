@@ -22,6 +22,7 @@
 //! See `ARCHITECTURE.md` for the module map and data flow.
 
 pub mod app;
+pub mod asr;
 pub mod cli;
 pub mod config;
 pub mod error;
