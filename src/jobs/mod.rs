@@ -157,7 +157,22 @@ impl JobQueue {
         .bind(created_by)
         .execute(self.db.pool())
         .await?;
-        self.get(&id).await
+        // The job as inserted (a worker may claim it before a re-read could happen).
+        Ok(Job {
+            id,
+            kind: kind.to_string(),
+            payload: payload.clone(),
+            state: "queued".into(),
+            attempts: 0,
+            max_attempts: self.max_attempts as i64,
+            progress: 0,
+            result: None,
+            error: None,
+            created_by: created_by.map(str::to_string),
+            created_at: now,
+            updated_at: now,
+            finished_at: None,
+        })
     }
 
     /// The job with this id.
