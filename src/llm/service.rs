@@ -184,13 +184,13 @@ impl LlmHandle {
         Error::Internal("the language model service dropped the request".into())
     }
 
-    /// Generates a reply. `stream`, if given, receives the text piece by piece.
-    pub async fn generate(
+    /// Queues a generation; the receiver gets its result.
+    fn submit_generate(
         &self,
         messages: Vec<ChatMessage>,
         params: GenerateParams,
         stream: Option<tmpsc::UnboundedSender<String>>,
-    ) -> Result<Generation> {
+    ) -> Result<oneshot::Receiver<Result<Generation>>> {
         let (reply, rx) = oneshot::channel();
         self.submit(Job::Generate {
             messages,
@@ -198,6 +198,34 @@ impl LlmHandle {
             stream,
             reply,
         })?;
+        Ok(rx)
+    }
+
+    /// Queues a constrained generation; the receiver gets its result.
+    fn submit_json(
+        &self,
+        messages: Vec<ChatMessage>,
+        schema: Value,
+        params: GenerateParams,
+    ) -> Result<oneshot::Receiver<Result<JsonGeneration>>> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Job::Json {
+            messages,
+            schema,
+            params,
+            reply,
+        })?;
+        Ok(rx)
+    }
+
+    /// Generates a reply. `stream`, if given, receives the text piece by piece.
+    pub async fn generate(
+        &self,
+        messages: Vec<ChatMessage>,
+        params: GenerateParams,
+        stream: Option<tmpsc::UnboundedSender<String>>,
+    ) -> Result<Generation> {
+        let rx = self.submit_generate(messages, params, stream)?;
         rx.await.map_err(|_| Self::stopped())?
     }
 
@@ -208,13 +236,7 @@ impl LlmHandle {
         schema: Value,
         params: GenerateParams,
     ) -> Result<JsonGeneration> {
-        let (reply, rx) = oneshot::channel();
-        self.submit(Job::Json {
-            messages,
-            schema,
-            params,
-            reply,
-        })?;
+        let rx = self.submit_json(messages, schema, params)?;
         rx.await.map_err(|_| Self::stopped())?
     }
 
@@ -224,13 +246,7 @@ impl LlmHandle {
         messages: Vec<ChatMessage>,
         params: GenerateParams,
     ) -> Result<Generation> {
-        let (reply, rx) = oneshot::channel();
-        self.submit(Job::Generate {
-            messages,
-            params,
-            stream: None,
-            reply,
-        })?;
+        let rx = self.submit_generate(messages, params, None)?;
         rx.blocking_recv().map_err(|_| Self::stopped())?
     }
 
@@ -241,13 +257,7 @@ impl LlmHandle {
         schema: Value,
         params: GenerateParams,
     ) -> Result<JsonGeneration> {
-        let (reply, rx) = oneshot::channel();
-        self.submit(Job::Json {
-            messages,
-            schema,
-            params,
-            reply,
-        })?;
+        let rx = self.submit_json(messages, schema, params)?;
         rx.blocking_recv().map_err(|_| Self::stopped())?
     }
 }
