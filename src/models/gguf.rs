@@ -199,20 +199,15 @@ mod tests {
         let w = c.tensor(&mut r, "w", &dev).unwrap();
         assert_eq!(w.dtype(), GgmlDType::Q8_0);
         assert_eq!(w.shape().dims(), [4, 64]);
-        let back: Vec<f32> = w
-            .dequantize(&dev)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
-        let orig: Vec<f32> = q41
-            .dequantize(&dev)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
+        let values = |t: &QTensor| -> Vec<f32> {
+            t.dequantize(&dev)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap()
+        };
+        let (back, orig) = (values(&w), values(&q41));
         for (a, b) in back.iter().zip(&orig) {
             assert!((a - b).abs() < 0.02, "{a} vs {b}");
         }
