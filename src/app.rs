@@ -8,6 +8,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::Config;
+use crate::engines::Engines;
 use crate::error::{Error, Result};
 use crate::http::AppState;
 use crate::jobs::{JobContext, JobQueue, Registry, spawn_workers};
@@ -21,13 +22,15 @@ pub const BLOB_VERIFY_JOB: &str = "blob.verify";
 /// Opens the database (migrating it) and builds the state every handler and job shares.
 pub async fn build_state(config: Config) -> Result<AppState> {
     let db = Db::open(&config).await?;
-    let manifest = Manifest::load(&config)?;
+    let manifest = Arc::new(Manifest::load(&config)?);
+    let config = Arc::new(config);
     Ok(AppState {
         jobs: JobQueue::new(db.clone(), &config.jobs),
         blobs: BlobStore::new(&config.data.dir, db.clone()),
+        engines: Engines::new(config.clone(), manifest.clone()),
         db,
-        manifest: Arc::new(manifest),
-        config: Arc::new(config),
+        manifest,
+        config,
     })
 }
 

@@ -10,7 +10,8 @@
 //! * infrastructure — [`config`] (file + `DEALDESK_*` environment), [`store`] (SQL database
 //!   through sqlx, SQLite by default or PostgreSQL, plus a content-addressed blob store),
 //!   [`jobs`] (a durable job queue with leases, worked by a bounded pool of blocking threads),
-//!   [`users`] (roles, regions and hashed API tokens), [`models`] (the pinned model manifest:
+//!   [`users`] (roles, regions and hashed API tokens), [`engines`] (the Whisper and LLM
+//!   models, each loaded once per process on first use and shared), [`models`] (the pinned model manifest:
 //!   fetch from package registries, convert, verify), [`http`] (axum API, the only place that
 //!   knows about HTTP) and [`cli`].
 //! * capabilities — added module by module (`asr`, `llm`, `calls`, `bids`, `quotes`,
@@ -25,6 +26,7 @@ pub mod app;
 pub mod asr;
 pub mod cli;
 pub mod config;
+pub mod engines;
 pub mod error;
 pub mod http;
 pub mod jobs;

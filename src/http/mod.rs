@@ -26,6 +26,7 @@ pub use auth::{ADMIN, ANY_ROLE, Access, Caller};
 pub use error::{ErrorBody, Json, status_of};
 
 use crate::config::Config;
+use crate::engines::Engines;
 use crate::error::{Error, Result};
 use crate::jobs::JobQueue;
 use crate::models::Manifest;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub jobs: JobQueue,
     pub blobs: BlobStore,
     pub manifest: Arc<Manifest>,
+    /// The models, loaded on first use and shared by handlers and jobs.
+    pub engines: Engines,
 }
 
 /// One route: method, path (axum syntax) and who may call it.
