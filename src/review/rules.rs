@@ -141,11 +141,13 @@ impl Rules {
                 ));
             }
         }
-        if !(self.escalation.after_hours > 0.0) {
+        let positive = |x: f64| x.is_finite() && x > 0.0;
+        if !positive(self.escalation.after_hours) {
             return fail("escalation.after_hours must be above 0".into());
         }
         let b = &self.breaker;
-        if b.window == 0 || !(0.0..=1.0).contains(&b.max_failure_rate) || !(b.max_quote_ece > 0.0) {
+        if b.window == 0 || !(0.0..=1.0).contains(&b.max_failure_rate) || !positive(b.max_quote_ece)
+        {
             return fail(
                 "breaker.window must be at least 1, breaker.max_failure_rate from 0 to 1 and \
                  breaker.max_quote_ece above 0"
