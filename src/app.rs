@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::http::AppState;
 use crate::jobs::{JobContext, JobQueue, Registry, spawn_workers};
 use crate::models::Manifest;
+use crate::review;
 use crate::store::Db;
 use crate::store::blobs::BlobStore;
 
@@ -23,11 +24,13 @@ pub const BLOB_VERIFY_JOB: &str = "blob.verify";
 pub async fn build_state(config: Config) -> Result<AppState> {
     let db = Db::open(&config).await?;
     let manifest = Arc::new(Manifest::load(&config)?);
+    let rules = review::rules_source(&config)?;
     let config = Arc::new(config);
     Ok(AppState {
         jobs: JobQueue::new(db.clone(), &config.jobs),
         blobs: BlobStore::new(&config.data.dir, db.clone()),
         engines: Engines::new(config.clone(), manifest.clone()),
+        rules,
         db,
         manifest,
         config,
@@ -66,6 +69,12 @@ pub async fn serve(config: Config) -> Result<()> {
         Duration::from_millis(jobs.poll_ms),
         stop_rx.clone(),
     );
+    tokio::spawn(review::run_triage(
+        state.db.clone(),
+        state.rules.clone(),
+        Duration::from_secs(state.config.review.triage_secs),
+        stop_rx.clone(),
+    ));
     tokio::spawn(async move {
         shutdown_signal().await;
         tracing::info!("shutting down");

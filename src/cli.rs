@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod review;
+
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
@@ -45,6 +47,12 @@ pub enum Command {
     Transcribe(TranscribeArgs),
     /// Run the local LLM on one prompt (a quick check of the model and its speed).
     Generate(GenerateArgs),
+    /// Review AI recommendations: the queue, approve, override, reject; rules and breakers.
+    #[command(subcommand)]
+    Review(review::ReviewCommand),
+    /// The audit trail: verify the hash chain, list events.
+    #[command(subcommand)]
+    Audit(review::AuditCommand),
 }
 
 #[derive(Args, Debug)]
@@ -214,6 +222,18 @@ fn run(cli: Cli) -> Result<()> {
         Command::Demo(args) => runtime.block_on(demo(&config, args)),
         Command::Transcribe(args) => transcribe(&config, args),
         Command::Generate(args) => generate(&config, args),
+        Command::Review(cmd) => runtime.block_on(review::review(&config, cmd)),
+        Command::Audit(cmd) => {
+            if runtime.block_on(review::audit_cmd(&config, cmd))? {
+                Ok(())
+            } else {
+                Err(Error::Conflict(
+                    "the audit chain is broken (see above): restore the database from a backup \
+                     and investigate who wrote to it directly"
+                        .into(),
+                ))
+            }
+        }
     }
 }
 

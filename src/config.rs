@@ -28,6 +28,7 @@ pub struct Config {
     pub asr: AsrConfig,
     pub llm: LlmConfig,
     pub log: LogConfig,
+    pub review: ReviewConfig,
 }
 
 /// `[server]`: the HTTP API.
@@ -122,6 +123,17 @@ pub struct LlmConfig {
     pub max_context: usize,
 }
 
+/// `[review]`: human review of AI recommendations.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReviewConfig {
+    /// The review rules file (see the shipped `rules.toml`), re-read when it changes; empty:
+    /// the built-in rules.
+    pub rules: String,
+    /// Seconds between triage passes (routing new proposals, escalating old ones).
+    pub triage_secs: u64,
+}
+
 /// `[log]`: diagnostics.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -202,6 +214,15 @@ impl Default for LlmConfig {
             max_tokens: 512,
             timeout_secs: 300,
             max_context: 8192,
+        }
+    }
+}
+
+impl Default for ReviewConfig {
+    fn default() -> Self {
+        ReviewConfig {
+            rules: String::new(),
+            triage_secs: 5,
         }
     }
 }
@@ -293,6 +314,11 @@ impl Config {
         if self.jobs.lease_secs == 0 || self.jobs.max_attempts == 0 {
             return Err(Error::Config(
                 "jobs.lease_secs and jobs.max_attempts must be at least 1".into(),
+            ));
+        }
+        if self.review.triage_secs == 0 {
+            return Err(Error::Config(
+                "review.triage_secs must be at least 1".into(),
             ));
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {

@@ -184,6 +184,21 @@ pub async fn list(db: &Db) -> Result<Vec<User>> {
     rows.iter().map(user_from_row).collect()
 }
 
+/// The active user with this name or id (the CLI acts as a named user).
+pub async fn active(db: &Db, name_or_id: &str) -> Result<User> {
+    let row =
+        sqlx::query("SELECT * FROM users WHERE (name = $1 OR id = $1) AND revoked_at IS NULL")
+            .bind(name_or_id)
+            .fetch_optional(db.pool())
+            .await?
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "no active user named {name_or_id:?}; see `dealdesk users list`"
+                ))
+            })?;
+    user_from_row(&row)
+}
+
 /// Revokes a user (by name or id) and all their tokens; their records stay for the audit.
 pub async fn revoke(db: &Db, name_or_id: &str) -> Result<User> {
     let now = now_ms();

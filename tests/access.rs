@@ -14,6 +14,7 @@ fn concrete(path: &str) -> String {
     // Any value for path parameters: an allowed caller may get 404, never 401/403.
     path.replace("{id}", "00000000-0000-0000-0000-000000000000")
         .replace("{name}", "nobody")
+        .replace("{kind}", "quote")
 }
 
 #[test]

@@ -22,6 +22,8 @@ pub enum Access {
 pub const ANY_ROLE: Access = Access::Roles(&Role::ALL);
 /// Administrators only.
 pub const ADMIN: Access = Access::Roles(&[Role::Admin]);
+/// Managers and admins.
+pub const MANAGERS: Access = Access::Roles(&[Role::Manager, Role::Admin]);
 
 impl Access {
     /// Whether a user with `role` may call.

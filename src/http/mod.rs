@@ -6,6 +6,7 @@
 mod admin;
 mod auth;
 mod error;
+mod review;
 mod system;
 
 use std::future::IntoFuture;
@@ -22,7 +23,7 @@ use tokio::sync::watch;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 
-pub use auth::{ADMIN, ANY_ROLE, Access, Caller};
+pub use auth::{ADMIN, ANY_ROLE, Access, Caller, MANAGERS};
 pub use error::{ErrorBody, Json, status_of};
 
 use crate::config::Config;
@@ -30,6 +31,7 @@ use crate::engines::Engines;
 use crate::error::{Error, Result};
 use crate::jobs::JobQueue;
 use crate::models::Manifest;
+use crate::review::RulesSource;
 use crate::store::Db;
 use crate::store::blobs::BlobStore;
 
@@ -43,6 +45,8 @@ pub struct AppState {
     pub manifest: Arc<Manifest>,
     /// The models, loaded on first use and shared by handlers and jobs.
     pub engines: Engines,
+    /// The review rules in force (re-read when their file changes).
+    pub rules: RulesSource,
 }
 
 /// One route: method, path (axum syntax) and who may call it.
@@ -82,6 +86,25 @@ pub fn routes() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
         (
             spec(M::POST, "/admin/blobs/verify", ADMIN),
             post(admin::verify_blobs),
+        ),
+        (spec(M::GET, "/reviews", ANY_ROLE), get(review::queue)),
+        (
+            spec(M::GET, "/recommendations/{id}", ANY_ROLE),
+            get(review::recommendation),
+        ),
+        (
+            spec(M::POST, "/recommendations/{id}/review", ANY_ROLE),
+            post(review::decide),
+        ),
+        (spec(M::GET, "/audit", MANAGERS), get(review::audit_events)),
+        (
+            spec(M::GET, "/audit/verify", ADMIN),
+            get(review::verify_audit),
+        ),
+        (spec(M::GET, "/review/rules", MANAGERS), get(review::rules)),
+        (
+            spec(M::POST, "/review/breakers/{kind}/reset", ADMIN),
+            post(review::reset_breaker),
         ),
     ]
 }
@@ -128,7 +151,14 @@ pub fn router(state: AppState) -> Router {
         admin::list_users,
         admin::add_user,
         admin::revoke_user,
-        admin::verify_blobs
+        admin::verify_blobs,
+        review::queue,
+        review::recommendation,
+        review::decide,
+        review::audit_events,
+        review::verify_audit,
+        review::rules,
+        review::reset_breaker
     ),
     modifiers(&BearerAuth)
 )]

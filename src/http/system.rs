@@ -10,6 +10,7 @@ use super::{ApiDoc, AppState, Caller, ErrorBody, Json};
 use crate::error::{Error, Result};
 use crate::jobs::Job;
 use crate::models::ModelStatus;
+use crate::review::breaker::{self, Tripped};
 use crate::users::{Role, User};
 
 /// Liveness.
@@ -25,6 +26,11 @@ pub struct Readiness {
     pub ready: bool,
     pub database: String,
     pub models: Vec<ModelStatus>,
+    /// "ok", or why the last edit of the review rules file was refused (the previous rules
+    /// stay in force, so this does not make the service unready).
+    pub review_rules: String,
+    /// Recommendation kinds the circuit breaker switched to manual review.
+    pub manual_kinds: Vec<Tripped>,
 }
 
 /// The process is up.
@@ -50,6 +56,8 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
         .await
         .unwrap_or_default();
     let ready = database == "ok" && !models.is_empty() && models.iter().all(|m| m.ok);
+    let review_rules = state.rules.error().unwrap_or_else(|| "ok".into());
+    let manual_kinds = breaker::tripped(&state.db).await.unwrap_or_default();
     let status = if ready {
         StatusCode::OK
     } else {
@@ -61,6 +69,8 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
             ready,
             database,
             models,
+            review_rules,
+            manual_kinds,
         }),
     )
 }

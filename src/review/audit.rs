@@ -30,7 +30,7 @@ pub struct NewEvent<'a> {
 }
 
 /// A stored event.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Event {
     pub id: String,
     pub seq: i64,
@@ -40,7 +40,10 @@ pub struct Event {
     pub subject: String,
     pub recommendation_id: Option<String>,
     pub before: Option<Value>,
+    #[schema(value_type = Option<Object>)]
     pub after: Option<Value>,
+    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Object>)]
     pub details: Option<Value>,
     pub prev_sha256: String,
     pub sha256: String,
@@ -180,14 +183,14 @@ pub async fn list(db: &Db, subject: Option<&str>, limit: i64) -> Result<Vec<Even
 }
 
 /// What [`verify`] found.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Verification {
     pub events: i64,
     /// The first event whose stored hash, link or sequence does not match; `None` when intact.
     pub first_broken: Option<Broken>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Broken {
     pub seq: i64,
     pub id: String,

@@ -21,11 +21,68 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use sqlx::AnyConnection;
 
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::store::{new_id, now_ms};
+use crate::store::{Db, new_id, now_ms};
 
 pub use queue::{Decision, Filter, Recommendation, TriageReport, decide, get, list, triage};
 pub use rules::{Route, Rules, RulesSource};
+
+/// The rules `[review] rules` names, or the built-in ones.
+pub fn rules_source(config: &Config) -> Result<RulesSource> {
+    if config.review.rules.is_empty() {
+        Ok(RulesSource::builtin())
+    } else {
+        RulesSource::file(std::path::Path::new(&config.review.rules))
+    }
+}
+
+/// Triages every `period` until `stop` turns true (the server's background pass). A failed
+/// pass is logged and retried on the next tick.
+pub async fn run_triage(
+    db: Db,
+    rules: RulesSource,
+    period: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let current = rules.current();
+        match triage(&db, &current).await {
+            Ok(report) if report != TriageReport::default() => {
+                tracing::info!(?report, "review triage");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "review triage failed; retrying next tick"),
+        }
+    }
+}
+
+/// Whether `subject` (`kind:id`, or a recommendation id) has a recommendation in `region`: what
+/// lets a manager read its audit events.
+pub async fn subject_in_region(db: &Db, subject: &str, region: &str) -> Result<bool> {
+    let (kind, id) = subject.split_once(':').unwrap_or(("", subject));
+    let found: Option<String> = sqlx::query_scalar(
+        "SELECT id FROM recommendations WHERE region = $1 \
+         AND (id = $2 OR (subject_kind = $3 AND subject_id = $4)) LIMIT 1",
+    )
+    .bind(region)
+    .bind(subject)
+    .bind(kind)
+    .bind(id)
+    .fetch_optional(db.pool())
+    .await?;
+    Ok(found.is_some())
+}
 
 /// What kind of output a recommendation carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
