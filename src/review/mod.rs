@@ -11,10 +11,14 @@
 //!   manual review until an admin resets it.
 //! * [`audit`] — every step above lands in an append-only hash chain that `verify` checks.
 
+pub mod alerts;
 pub mod audit;
 pub mod breaker;
+pub mod metrics;
 pub mod queue;
 pub mod rules;
+#[cfg(test)]
+mod tests_support;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -226,69 +230,13 @@ pub async fn propose(conn: &mut AnyConnection, proposal: &Proposal) -> Result<St
 
 #[cfg(test)]
 mod tests {
+    use super::tests_support::{World, proposal, propose_one};
     use super::*;
-    use crate::store::Db;
-    use crate::users::{self, Role, User};
     use serde_json::json;
-
-    struct World {
-        _dir: tempfile::TempDir,
-        db: Db,
-        rep: User,
-        other_rep: User,
-        manager: User,
-        other_manager: User,
-        admin: User,
-    }
-
-    async fn world() -> World {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
-        let db = Db::connect(&url, 4).await.unwrap();
-        let add = |name: &'static str, role, region: &'static str| {
-            let db = db.clone();
-            async move { users::add(&db, name, role, region).await.unwrap().user }
-        };
-        World {
-            rep: add("rep", Role::Rep, "emea").await,
-            other_rep: add("other-rep", Role::Rep, "emea").await,
-            manager: add("manager", Role::Manager, "emea").await,
-            other_manager: add("apac-manager", Role::Manager, "apac").await,
-            admin: add("admin", Role::Admin, "hq").await,
-            db,
-            _dir: dir,
-        }
-    }
-
-    fn proposal(kind: Kind, owner: &User) -> Proposal {
-        Proposal {
-            kind,
-            subject: Subject::Deal,
-            subject_id: "deal-1".into(),
-            region: owner.region.clone(),
-            owner_id: Some(owner.id.clone()),
-            model_id: "quotes-logit".into(),
-            model_version: "v1".into(),
-            prompt_version: None,
-            input: json!({"discount": 0.1}),
-            output: json!({"discount": 0.12}),
-            explanation: Some("segment and size".into()),
-            confidence: Some(0.8),
-            discount: None,
-            deal_value: None,
-        }
-    }
-
-    async fn propose_one(db: &Db, proposal: &Proposal) -> String {
-        let mut tx = db.pool().begin().await.unwrap();
-        let id = propose(&mut tx, proposal).await.unwrap();
-        tx.commit().await.unwrap();
-        id
-    }
 
     #[tokio::test]
     async fn a_proposal_is_stored_as_proposed_with_its_input_hash_and_audited() {
-        let w = world().await;
+        let w = World::new().await;
         let id = propose_one(&w.db, &proposal(Kind::Quote, &w.rep)).await;
         let rec = get(&w.db, &w.rep, &id).await.unwrap();
         assert_eq!(
@@ -308,7 +256,7 @@ mod tests {
 
     #[tokio::test]
     async fn rules_route_people_decide_within_their_scope_and_everything_is_audited() {
-        let w = world().await;
+        let w = World::new().await;
         let rules = Rules::builtin();
         let big_discount = propose_one(
             &w.db,
@@ -410,7 +358,7 @@ mod tests {
 
     #[tokio::test]
     async fn waiting_too_long_escalates_past_the_owner_to_the_top_of_the_queue() {
-        let w = world().await;
+        let w = World::new().await;
         let mut rules = Rules::builtin();
         let first = propose_one(&w.db, &proposal(Kind::Commitment, &w.rep)).await;
         let late = propose_one(&w.db, &proposal(Kind::Commitment, &w.rep)).await;
@@ -433,7 +381,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_breaker_trips_on_failures_switches_the_kind_to_manual_and_resets() {
-        let w = world().await;
+        let w = World::new().await;
         let mut rules = Rules::builtin();
         rules.breaker.window = 10;
         let mut tx = w.db.pool().begin().await.unwrap();

@@ -11,6 +11,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 use super::Kind;
+use super::alerts::Alert;
 use crate::error::{Error, Result};
 
 /// The rules shipped with dealdesk (the repository's `rules.toml`).
@@ -76,6 +77,8 @@ pub struct Rules {
     pub rules: Vec<Rule>,
     pub escalation: Escalation,
     pub breaker: Breaker,
+    #[serde(default, rename = "alert")]
+    pub alerts: Vec<Alert>,
 }
 
 /// The facts of one recommendation that rules look at.
@@ -142,6 +145,18 @@ impl Rules {
             }
         }
         let positive = |x: f64| x.is_finite() && x > 0.0;
+        let mut alert_names = std::collections::HashSet::new();
+        for alert in &self.alerts {
+            if alert.name.trim().is_empty() || !alert_names.insert(alert.name.as_str()) {
+                return fail("every [[alert]] needs a unique name".into());
+            }
+            if !alert.above.is_finite() || alert.days == 0 {
+                return fail(format!(
+                    "alert {:?}: above must be a number and days at least 1",
+                    alert.name
+                ));
+            }
+        }
         if !positive(self.escalation.after_hours) {
             return fail("escalation.after_hours must be above 0".into());
         }
