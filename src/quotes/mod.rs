@@ -1,0 +1,19 @@
+//! Quote recommender: learns the win probability of a deal from logged outcomes as a function
+//! of its context and its discount, recommends the discount that maximizes expected margin
+//! within guardrails, explains it, and checks recommendations for unfair treatment.
+//!
+//! * [`features`] — typing and encoding of a deal's context fields
+//! * [`logit`] — penalized logistic regression (Newton/IRLS on ndarray, own Cholesky)
+//! * [`calibrate`] — Platt or isotonic recalibration, chosen on held-out predictions
+//! * [`model`] — the fitted model: penalty by cross-validation, monotone discount curve
+//! * [`metrics`] — AUC, log-loss, Brier, ECE
+//! * [`eval`] — the `dealdesk eval quotes` protocol on a CSV
+//! * [`simulate`] — seeded randomness and the recommender simulator
+
+pub mod calibrate;
+pub mod eval;
+pub mod features;
+pub mod logit;
+pub mod metrics;
+pub mod model;
+pub mod simulate;
