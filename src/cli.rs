@@ -1,6 +1,8 @@
 //! The command line: a thin layer over the library. Each subcommand parses its arguments,
 //! calls one domain function and prints the result (`--json` for scripts).
 
+mod quotes;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -45,6 +47,9 @@ pub enum Command {
     Transcribe(TranscribeArgs),
     /// Run the local LLM on one prompt (a quick check of the model and its speed).
     Generate(GenerateArgs),
+    /// Measure a model on evaluation data.
+    #[command(subcommand)]
+    Eval(quotes::EvalCommand),
 }
 
 #[derive(Args, Debug)]
@@ -214,6 +219,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Demo(args) => runtime.block_on(demo(&config, args)),
         Command::Transcribe(args) => transcribe(&config, args),
         Command::Generate(args) => generate(&config, args),
+        Command::Eval(cmd) => quotes::eval_cmd(&config, cmd),
     }
 }
 
