@@ -8,12 +8,18 @@
 //! * [`model`] — the fitted model: penalty by cross-validation, monotone discount curve
 //! * [`metrics`] — AUC, log-loss, Brier, ECE
 //! * [`eval`] — the `dealdesk eval quotes` protocol on a CSV
+//! * [`deals`] — deals and outcomes as recorded, checked on the way in
+//! * [`rules`] — guardrails and fairness bounds from the rules file
+//! * [`recommend`] — curve, guarded optimum, interval, explanation, similar deals
 //! * [`simulate`] — seeded randomness and the recommender simulator
 
 pub mod calibrate;
+pub mod deals;
 pub mod eval;
 pub mod features;
 pub mod logit;
 pub mod metrics;
 pub mod model;
+pub mod recommend;
+pub mod rules;
 pub mod simulate;

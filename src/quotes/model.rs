@@ -59,7 +59,8 @@ pub struct PriceTerms {
 }
 
 impl PriceTerms {
-    fn basis(&self, d: f64) -> [f64; 2] {
+    /// The two discount columns at discount `d`.
+    pub fn basis(&self, d: f64) -> [f64; 2] {
         let u = (d / self.max_discount).clamp(0.0, 1.0);
         [u - u * u / 2.0, u * u / 2.0]
     }
