@@ -11,15 +11,21 @@
 //! * [`deals`] — deals and outcomes as recorded, checked on the way in
 //! * [`rules`] — guardrails and fairness bounds from the rules file
 //! * [`recommend`] — curve, guarded optimum, interval, explanation, similar deals
+//! * [`fairness`] — gaps across regions and segments for matched deals
+//! * [`import`] — CRM CSV import through a column mapping
+//! * [`store`] — the deals and quote_models tables
 //! * [`simulate`] — seeded randomness and the recommender simulator
 
 pub mod calibrate;
 pub mod deals;
 pub mod eval;
+pub mod fairness;
 pub mod features;
+pub mod import;
 pub mod logit;
 pub mod metrics;
 pub mod model;
 pub mod recommend;
 pub mod rules;
 pub mod simulate;
+pub mod store;
