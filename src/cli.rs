@@ -1,10 +1,11 @@
 //! The command line: a thin layer over the library. Each subcommand parses its arguments,
 //! calls one domain function and prints the result (`--json` for scripts).
 
+mod quotes;
+mod review;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
-
-mod review;
 
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
@@ -53,6 +54,9 @@ pub enum Command {
     /// The audit trail: verify the hash chain, list events.
     #[command(subcommand)]
     Audit(review::AuditCommand),
+    /// Measure a model on evaluation data.
+    #[command(subcommand)]
+    Eval(quotes::EvalCommand),
 }
 
 #[derive(Args, Debug)]
@@ -234,6 +238,7 @@ fn run(cli: Cli) -> Result<()> {
                 ))
             }
         }
+        Command::Eval(cmd) => quotes::eval_cmd(&config, cmd),
     }
 }
 

@@ -32,6 +32,7 @@ pub mod http;
 pub mod jobs;
 pub mod llm;
 pub mod models;
+pub mod quotes;
 pub mod review;
 pub mod store;
 pub mod users;
