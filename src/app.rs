@@ -69,10 +69,10 @@ pub async fn serve(config: Config) -> Result<()> {
         Duration::from_millis(jobs.poll_ms),
         stop_rx.clone(),
     );
-    tokio::spawn(review::run_triage(
+    tokio::spawn(review::run_governance(
         state.db.clone(),
         state.rules.clone(),
-        Duration::from_secs(state.config.review.triage_secs),
+        state.config.clone(),
         stop_rx.clone(),
     ));
     tokio::spawn(async move {

@@ -54,6 +54,9 @@ pub enum Command {
     /// The audit trail: verify the hash chain, list events.
     #[command(subcommand)]
     Audit(review::AuditCommand),
+    /// Reports on the AI's track record.
+    #[command(subcommand)]
+    Report(review::ReportCommand),
     /// Measure a model on evaluation data.
     #[command(subcommand)]
     Eval(quotes::EvalCommand),
@@ -227,6 +230,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Transcribe(args) => transcribe(&config, args),
         Command::Generate(args) => generate(&config, args),
         Command::Review(cmd) => runtime.block_on(review::review(&config, cmd)),
+        Command::Report(cmd) => runtime.block_on(review::report(&config, cmd)),
         Command::Audit(cmd) => {
             if runtime.block_on(review::audit_cmd(&config, cmd))? {
                 Ok(())

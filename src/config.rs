@@ -132,6 +132,10 @@ pub struct ReviewConfig {
     pub rules: String,
     /// Seconds between triage passes (routing new proposals, escalating old ones).
     pub triage_secs: u64,
+    /// Where alerts from the rules file are posted (JSON); empty: alerts are only logged.
+    pub alert_webhook: String,
+    /// Seconds between alert checks.
+    pub alert_secs: u64,
 }
 
 /// `[log]`: diagnostics.
@@ -223,6 +227,8 @@ impl Default for ReviewConfig {
         ReviewConfig {
             rules: String::new(),
             triage_secs: 5,
+            alert_webhook: String::new(),
+            alert_secs: 60,
         }
     }
 }

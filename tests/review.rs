@@ -192,7 +192,45 @@ fn proposals_are_routed_by_editable_rules_decided_in_scope_and_audited() {
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
     let verify: Value = get("/audit/verify", &admin).json().unwrap();
     assert!(verify["first_broken"].is_null(), "{verify}");
+
+    // The ROI numbers and the Prometheus metrics.
+    let m: Value = get("/metrics/ai", &manager).json().unwrap();
+    let kind = |name: &str| {
+        m["kinds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["kind"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(kind("quote")["auto_approved"], 1, "{m}");
+    assert_eq!(kind("quote")["overridden"], 1, "{m}");
+    assert_eq!(kind("commitment")["approved"], 1, "{m}");
+    assert_eq!(kind("quote")["override_rate"], 0.5, "{m}");
+    let apac: Value = get("/metrics/ai", &apac_manager).json().unwrap();
+    assert_eq!(apac["region"], "apac");
+    assert!(apac["kinds"].as_array().unwrap().iter().all(|k| k["proposed"] == 0));
+    let resp = get("/metrics", &admin);
+    assert_eq!(resp.status(), StatusCode::OK);
+    let text = resp.text().unwrap();
+    assert!(
+        text.contains("dealdesk_recommendations{kind=\"quote\",state=\"approved\"} 1"),
+        "{text}"
+    );
     drop(server);
+    let today = jiff::Zoned::now().date();
+    let out = run_ok(dealdesk(dir.path()).args([
+        "report",
+        "roi",
+        "--from",
+        &today.yesterday().unwrap().to_string(),
+        "--to",
+        &today.to_string(),
+        "--json",
+    ]));
+    let roi: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(roi["kinds"].as_array().unwrap().len(), 4);
 
     // Someone edits the database directly: the CLI names the broken event and fails.
     let out = run_ok(dealdesk(dir.path()).args(["audit", "verify", "--json"]));

@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::print_json;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::review::{self, Decision, Filter, Kind, Rules, audit, breaker};
+use crate::review::{self, Decision, Filter, Kind, Rules, audit, breaker, metrics};
 use crate::store::Db;
 use crate::users;
 
@@ -69,6 +69,83 @@ pub enum ReviewCommand {
         #[arg(long = "as")]
         user: Option<String>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ReportCommand {
+    /// Whether the AI helps: acceptance, override, review time, quote outcomes followed vs
+    /// overridden.
+    Roi {
+        /// First day, YYYY-MM-DD.
+        #[arg(long)]
+        from: String,
+        /// Last day, YYYY-MM-DD (inclusive).
+        #[arg(long)]
+        to: String,
+        /// One region (default: all).
+        #[arg(long)]
+        region: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn report(config: &Config, cmd: ReportCommand) -> Result<()> {
+    let ReportCommand::Roi {
+        from,
+        to,
+        region,
+        json,
+    } = cmd;
+    let db = Db::open(config).await?;
+    let from_ms = metrics::date_ms(&from, "--from")?;
+    let to_ms = metrics::date_ms(&to, "--to")? + 86_400_000;
+    let m = metrics::ai_metrics(&db, region.as_deref(), from_ms, to_ms).await?;
+    if json {
+        print_json(&m);
+        return Ok(());
+    }
+    let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.0}%", v * 100.0));
+    let hours = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
+    println!(
+        "{:<17} {:>8} {:>8} {:>6} {:>10} {:>8} {:>8} {:>9} {:>9}",
+        "KIND",
+        "PROPOSED",
+        "APPROVED",
+        "AUTO",
+        "OVERRIDDEN",
+        "REJECTED",
+        "PENDING",
+        "ACCEPT",
+        "MEDIAN_H"
+    );
+    for k in &m.kinds {
+        println!(
+            "{:<17} {:>8} {:>8} {:>6} {:>10} {:>8} {:>8} {:>9} {:>9}",
+            k.kind,
+            k.proposed,
+            k.approved,
+            k.auto_approved,
+            k.overridden,
+            k.rejected,
+            k.pending,
+            pct(k.acceptance_rate),
+            hours(k.median_review_hours)
+        );
+    }
+    for (label, o) in [
+        ("followed", &m.quotes_followed),
+        ("overridden", &m.quotes_overridden),
+    ] {
+        println!(
+            "quotes {label:<10}: {} closed, win rate {}, mean discount {}, won margin {:.0}",
+            o.deals,
+            pct(o.win_rate),
+            pct(o.mean_discount),
+            o.won_margin
+        );
+    }
+    Ok(())
 }
 
 #[derive(Subcommand, Debug)]

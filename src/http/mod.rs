@@ -106,6 +106,11 @@ pub fn routes() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             spec(M::POST, "/review/breakers/{kind}/reset", ADMIN),
             post(review::reset_breaker),
         ),
+        (
+            spec(M::GET, "/metrics/ai", MANAGERS),
+            get(review::ai_metrics),
+        ),
+        (spec(M::GET, "/metrics", ADMIN), get(review::prometheus)),
     ]
 }
 
@@ -158,7 +163,9 @@ pub fn router(state: AppState) -> Router {
         review::audit_events,
         review::verify_audit,
         review::rules,
-        review::reset_breaker
+        review::reset_breaker,
+        review::ai_metrics,
+        review::prometheus
     ),
     modifiers(&BearerAuth)
 )]

@@ -8,6 +8,7 @@ use super::{AppState, Caller, ErrorBody, Json};
 use crate::error::{Error, Result};
 use crate::review::audit::{self, Event, Verification};
 use crate::review::breaker::{self, Tripped};
+use crate::review::metrics::{self, AiMetrics};
 use crate::review::{self, Decision, Filter, Kind, Recommendation, Rules};
 use crate::users::Role;
 
@@ -137,4 +138,59 @@ pub async fn reset_breaker(
 ) -> Result<Json<Vec<Tripped>>> {
     breaker::reset(&state.db, Some(&user.id), Kind::parse(&kind)?).await?;
     Ok(Json(breaker::tripped(&state.db).await?))
+}
+
+/// The period and scope of `/metrics/ai`.
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct MetricsQuery {
+    /// First day, YYYY-MM-DD (default: 30 days ago).
+    pub from: Option<String>,
+    /// Day after the last, YYYY-MM-DD (default: tomorrow).
+    pub to: Option<String>,
+    /// Admins may pick a region; managers always get their own.
+    pub region: Option<String>,
+}
+
+/// Whether the AI helps: acceptance, override and review time per kind, and quote outcomes
+/// when the recommendation was followed versus overridden.
+#[utoipa::path(get, path = "/metrics/ai", tag = "review", security(("token" = [])),
+    params(MetricsQuery),
+    responses((status = 200, body = AiMetrics), (status = 400, body = ErrorBody)))]
+pub async fn ai_metrics(
+    State(state): State<AppState>,
+    Extension(Caller(user)): Extension<Caller>,
+    Query(query): Query<MetricsQuery>,
+) -> Result<Json<AiMetrics>> {
+    const DAY_MS: i64 = 86_400_000;
+    let now = crate::store::now_ms();
+    let from = match &query.from {
+        Some(d) => metrics::date_ms(d, "from")?,
+        None => now - 30 * DAY_MS,
+    };
+    let to = match &query.to {
+        Some(d) => metrics::date_ms(d, "to")?,
+        None => now + DAY_MS,
+    };
+    let region = match user.role {
+        Role::Admin => query.region,
+        _ => Some(user.region),
+    };
+    Ok(Json(
+        metrics::ai_metrics(&state.db, region.as_deref(), from, to).await?,
+    ))
+}
+
+/// Prometheus metrics (text exposition format).
+#[utoipa::path(get, path = "/metrics", tag = "system", security(("token" = [])),
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+pub async fn prometheus(
+    State(state): State<AppState>,
+) -> Result<([(axum::http::header::HeaderName, &'static str); 1], String)> {
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        metrics::exposition(&state.db).await?,
+    ))
 }

@@ -60,6 +60,18 @@ pub struct AiMetrics {
     pub quotes_overridden: DealOutcomes,
 }
 
+/// Milliseconds at the start (00:00 UTC) of a `YYYY-MM-DD` date; `what` names the argument in
+/// the error.
+pub fn date_ms(date: &str, what: &str) -> Result<i64> {
+    let parsed: jiff::civil::Date = date.parse().map_err(|e| {
+        crate::Error::InvalidInput(format!("{what} {date:?} is not a date YYYY-MM-DD ({e})"))
+    })?;
+    let zoned = parsed
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .map_err(|e| crate::Error::InvalidInput(format!("{what} {date:?}: {e}")))?;
+    Ok(zoned.timestamp().as_millisecond())
+}
+
 /// Metrics of recommendations created in `[from_ms, to_ms)` (and deals closed then), in
 /// `region` or everywhere.
 pub async fn ai_metrics(

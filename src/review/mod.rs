@@ -25,6 +25,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use sqlx::AnyConnection;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -45,28 +46,42 @@ pub fn rules_source(config: &Config) -> Result<RulesSource> {
     }
 }
 
-/// Triages every `period` until `stop` turns true (the server's background pass). A failed
-/// pass is logged and retried on the next tick.
-pub async fn run_triage(
+/// The server's background governance loop, until `stop` turns true: triage every
+/// `review.triage_secs`, alerts every `review.alert_secs`. A failed pass is logged and retried
+/// on the next tick.
+pub async fn run_governance(
     db: Db,
     rules: RulesSource,
-    period: Duration,
+    config: Arc<Config>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut tick = tokio::time::interval(period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let every = |secs: u64| {
+        let mut tick = tokio::time::interval(Duration::from_secs(secs));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick
+    };
+    let mut triage_tick = every(config.review.triage_secs);
+    let mut alert_tick = every(config.review.alert_secs);
+    let webhook = Some(config.review.alert_webhook.as_str()).filter(|u| !u.is_empty());
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap_or_default();
     loop {
         tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.wait_for(|s| *s) => return,
-        }
-        let current = rules.current();
-        match triage(&db, &current).await {
-            Ok(report) if report != TriageReport::default() => {
-                tracing::info!(?report, "review triage");
+            _ = triage_tick.tick() => match triage(&db, &rules.current()).await {
+                Ok(report) if report != TriageReport::default() => {
+                    tracing::info!(?report, "review triage");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "review triage failed; retrying next tick"),
+            },
+            _ = alert_tick.tick() => {
+                if let Err(e) = alerts::check(&db, &rules.current(), webhook, &http).await {
+                    tracing::error!(error = %e, "alert check failed; retrying next tick");
+                }
             }
-            Ok(_) => {}
-            Err(e) => tracing::error!(error = %e, "review triage failed; retrying next tick"),
+            _ = async { stop.wait_for(|s| *s).await.map(|_| ()) } => return,
         }
     }
 }
