@@ -210,7 +210,13 @@ fn proposals_are_routed_by_editable_rules_decided_in_scope_and_audited() {
     assert_eq!(kind("quote")["override_rate"], 0.5, "{m}");
     let apac: Value = get("/metrics/ai", &apac_manager).json().unwrap();
     assert_eq!(apac["region"], "apac");
-    assert!(apac["kinds"].as_array().unwrap().iter().all(|k| k["proposed"] == 0));
+    assert!(
+        apac["kinds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k["proposed"] == 0)
+    );
     let resp = get("/metrics", &admin);
     assert_eq!(resp.status(), StatusCode::OK);
     let text = resp.text().unwrap();
@@ -231,6 +237,24 @@ fn proposals_are_routed_by_editable_rules_decided_in_scope_and_audited() {
     ]));
     let roi: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(roi["kinds"].as_array().unwrap().len(), 4);
+
+    // The CLI sees the same scoped queue and checks rules files before they go live.
+    let out = run_ok(
+        dealdesk(dir.path()).args(["review", "list", "--as", "rita", "--state", "all", "--json"]),
+    );
+    let mine: Vec<Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(mine.len(), 3);
+    let out = run_ok(
+        dealdesk(dir.path()).args(["review", "list", "--as", "omar", "--state", "all", "--json"]),
+    );
+    assert_eq!(serde_json::from_str::<Vec<Value>>(&out).unwrap().len(), 0);
+    let out = dealdesk(dir.path())
+        .args(["review", "rules", "--check"])
+        .arg(&rules_path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rules.toml"));
 
     // Someone edits the database directly: the CLI names the broken event and fails.
     let out = run_ok(dealdesk(dir.path()).args(["audit", "verify", "--json"]));
