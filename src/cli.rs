@@ -50,6 +50,12 @@ pub enum Command {
     /// Measure a model on evaluation data.
     #[command(subcommand)]
     Eval(quotes::EvalCommand),
+    /// Record deals: import a CRM export.
+    #[command(subcommand)]
+    Deals(quotes::DealsCommand),
+    /// The quote recommender: fit, recommend, fairness, simulate.
+    #[command(subcommand)]
+    Quotes(quotes::QuotesCommand),
 }
 
 #[derive(Args, Debug)]
@@ -220,6 +226,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Transcribe(args) => transcribe(&config, args),
         Command::Generate(args) => generate(&config, args),
         Command::Eval(cmd) => quotes::eval_cmd(&config, cmd),
+        Command::Deals(cmd) => quotes::deals_cmd(&config, cmd),
+        Command::Quotes(cmd) => quotes::quotes_cmd(&config, cmd),
     }
 }
 

@@ -6,6 +6,7 @@
 mod admin;
 mod auth;
 mod error;
+mod quotes;
 mod system;
 
 use std::future::IntoFuture;
@@ -83,6 +84,26 @@ pub fn routes() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             spec(M::POST, "/admin/blobs/verify", ADMIN),
             post(admin::verify_blobs),
         ),
+        (
+            spec(M::POST, "/deals", quotes::SELLERS),
+            post(quotes::add_deal),
+        ),
+        (
+            spec(M::POST, "/deals/{id}/outcome", quotes::SELLERS),
+            post(quotes::deal_outcome),
+        ),
+        (
+            spec(M::POST, "/quotes/recommend", quotes::SELLERS),
+            post(quotes::recommend),
+        ),
+        (
+            spec(M::POST, "/quotes/fit", quotes::MANAGERS),
+            post(quotes::fit),
+        ),
+        (
+            spec(M::GET, "/quotes/fairness", quotes::MANAGERS),
+            get(quotes::fairness),
+        ),
     ]
 }
 
@@ -128,7 +149,12 @@ pub fn router(state: AppState) -> Router {
         admin::list_users,
         admin::add_user,
         admin::revoke_user,
-        admin::verify_blobs
+        admin::verify_blobs,
+        quotes::add_deal,
+        quotes::deal_outcome,
+        quotes::recommend,
+        quotes::fit,
+        quotes::fairness
     ),
     modifiers(&BearerAuth)
 )]
