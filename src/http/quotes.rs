@@ -69,7 +69,7 @@ pub async fn fit(
 /// explanation and similar past deals. Above the approval threshold it is recorded for review.
 #[utoipa::path(post, path = "/quotes/recommend", tag = "quotes", security(("token" = [])),
     request_body = DealInput,
-    responses((status = 200, body = Recommendation), (status = 400, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = Recommendation), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn recommend(
     State(state): State<AppState>,
     Extension(Caller(user)): Extension<Caller>,
@@ -83,7 +83,7 @@ pub async fn recommend(
 /// Gaps in recommended discount and win probability across regions and segments for matched
 /// deals, flagged against the rules' bounds.
 #[utoipa::path(get, path = "/quotes/fairness", tag = "quotes", security(("token" = [])),
-    responses((status = 200, body = FairnessReport), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = FairnessReport), (status = 404, body = ErrorBody)))]
 pub async fn fairness(State(state): State<AppState>) -> Result<Json<FairnessReport>> {
     Ok(Json(service::fairness(&state.db, &state.config).await?))
 }

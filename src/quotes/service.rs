@@ -120,7 +120,7 @@ pub async fn refit_if_due(db: &Db, config: &Config) -> Result<Option<ModelInfo>>
 pub async fn recommender(db: &Db, config: &Config) -> Result<Recommender> {
     let rules = rules(config)?;
     let (info, model) = store::latest_model(db).await?.ok_or_else(|| {
-        Error::Unavailable(
+        Error::NotFound(
             "no quote model yet: record closed deals (POST /deals or `dealdesk deals import`) \
              and fit one (`dealdesk quotes fit` or POST /quotes/fit)"
                 .into(),
