@@ -165,7 +165,11 @@ pub fn quotes_cmd(config: &Config, cmd: QuotesCommand) -> Result<()> {
                     info.version,
                     info.id,
                     info.rows,
-                    if info.has_price { "yes" } else { "no (context only)" },
+                    if info.has_price {
+                        "yes"
+                    } else {
+                        "no (context only)"
+                    },
                     info.metrics
                 );
             }
@@ -195,7 +199,10 @@ pub fn quotes_cmd(config: &Config, cmd: QuotesCommand) -> Result<()> {
                         q.interval[0],
                         q.interval[1],
                         q.expected_margin,
-                        rec.binding.as_deref().map(|b| format!(" (bound by {b})")).unwrap_or_default()
+                        rec.binding
+                            .as_deref()
+                            .map(|b| format!(" (bound by {b})"))
+                            .unwrap_or_default()
                     ),
                     None => println!("P(win) {:.3}", rec.win_probability_at_list),
                 }
@@ -231,16 +238,23 @@ pub fn quotes_cmd(config: &Config, cmd: QuotesCommand) -> Result<()> {
                     );
                 }
                 if !report.protected_in_use.is_empty() {
-                    println!("FLAGGED: the model uses protected fields {:?}; refit", report.protected_in_use);
+                    println!(
+                        "FLAGGED: the model uses protected fields {:?}; refit",
+                        report.protected_in_use
+                    );
                 }
             }
         }
         QuotesCommand::Simulate { at, seed, json } => {
-            let curve = simulate::regret_curve(&Market::regional(), &service::rules(config)?, &at, seed)?;
+            let curve =
+                simulate::regret_curve(&Market::regional(), &service::rules(config)?, &at, seed)?;
             if json {
                 print_json(&curve);
             } else {
-                println!("{:>9} {:>12} {:>9} {:>8}", "outcomes", "recommended", "optimum", "regret");
+                println!(
+                    "{:>9} {:>12} {:>9} {:>8}",
+                    "outcomes", "recommended", "optimum", "regret"
+                );
                 for p in curve {
                     println!(
                         "{:>9} {:>12.4} {:>9.4} {:>8.4}",

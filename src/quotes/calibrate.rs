@@ -61,7 +61,10 @@ impl Calibrator {
 
     /// Platt scaling fitted to `(p, y)`.
     pub fn fit_platt(p: &[f64], y: &[f64]) -> Calibrator {
-        let x = Array2::from_shape_fn((p.len(), 2), |(i, j)| if j == 0 { 1.0 } else { logit_of(p[i]) });
+        let x = Array2::from_shape_fn(
+            (p.len(), 2),
+            |(i, j)| if j == 0 { 1.0 } else { logit_of(p[i]) },
+        );
         let y = Array1::from_vec(y.to_vec());
         match logit::fit(x.view(), y.view(), None, &FitOptions::ridge(2, 1e-6)) {
             Ok(fit) => Calibrator::Platt {
@@ -107,7 +110,10 @@ impl Calibrator {
             Calibrator::fit_isotonic,
         ];
         let halves = |k: usize| -> (Vec<f64>, Vec<f64>) {
-            (0..p.len()).filter(|i| i % 2 == k).map(|i| (p[i], y[i])).unzip()
+            (0..p.len())
+                .filter(|i| i % 2 == k)
+                .map(|i| (p[i], y[i]))
+                .unzip()
         };
         let (a, b) = (halves(0), halves(1));
         let mut losses = [0.0; 3];
@@ -151,12 +157,18 @@ mod tests {
         assert_ne!(cal.name(), "identity", "{losses:?}");
         let q: Vec<f64> = p_test.iter().map(|&p| cal.apply(p)).collect();
         let after = metrics::ece(&q, &y_test, 10);
-        assert!(before > 0.08 && after < 0.02, "ECE {before} -> {after} with {cal:?}");
+        assert!(
+            before > 0.08 && after < 0.02,
+            "ECE {before} -> {after} with {cal:?}"
+        );
         // Platt recovers the inverse map: a ≈ 1/3, b ≈ -0.5/3.
         let Calibrator::Platt { a, b } = Calibrator::fit_platt(&p_fit, &y_fit) else {
             panic!("platt")
         };
-        assert!((a - 1.0 / 3.0).abs() < 0.05 && (b + 0.5 / 3.0).abs() < 0.1, "{a} {b}");
+        assert!(
+            (a - 1.0 / 3.0).abs() < 0.05 && (b + 0.5 / 3.0).abs() < 0.1,
+            "{a} {b}"
+        );
     }
 
     #[test]
@@ -175,6 +187,9 @@ mod tests {
             .unzip();
         let (_, losses) = Calibrator::choose(&p, &y);
         // Already calibrated: recalibrating cannot win by much.
-        assert!(losses[0] <= losses[1] + 0.002 && losses[0] <= losses[2] + 0.002, "{losses:?}");
+        assert!(
+            losses[0] <= losses[1] + 0.002 && losses[0] <= losses[2] + 0.002,
+            "{losses:?}"
+        );
     }
 }

@@ -105,7 +105,11 @@ fn positive(name: &str, v: Option<f64>) -> Result<()> {
 }
 
 /// Checks a price pair and returns the discount: given, or `1 − quoted / list`.
-pub fn resolve_discount(list: Option<f64>, quoted: Option<f64>, discount: Option<f64>) -> Result<Option<f64>> {
+pub fn resolve_discount(
+    list: Option<f64>,
+    quoted: Option<f64>,
+    discount: Option<f64>,
+) -> Result<Option<f64>> {
     positive("list_price", list)?;
     positive("quoted_price", quoted)?;
     let derived = match (list, quoted) {
@@ -180,7 +184,10 @@ pub fn record_of(
     let text = |v: Option<&str>| v.map_or(Raw::Missing, |s| Raw::Text(s.to_string()));
     record.insert("region".into(), text(region));
     record.insert("segment".into(), text(segment));
-    record.insert("list_price".into(), list_price.map_or(Raw::Missing, Raw::Num));
+    record.insert(
+        "list_price".into(),
+        list_price.map_or(Raw::Missing, Raw::Num),
+    );
     record
 }
 
@@ -190,7 +197,10 @@ mod tests {
 
     #[test]
     fn prices_and_discounts_are_checked_and_derived() {
-        assert_eq!(resolve_discount(Some(100.0), Some(80.0), None).unwrap(), Some(0.19999999999999996));
+        assert_eq!(
+            resolve_discount(Some(100.0), Some(80.0), None).unwrap(),
+            Some(0.19999999999999996)
+        );
         assert_eq!(resolve_discount(None, None, Some(0.1)).unwrap(), Some(0.1));
         assert!(resolve_discount(Some(100.0), Some(120.0), None).is_err());
         assert!(resolve_discount(Some(100.0), Some(80.0), Some(0.1)).is_err());

@@ -188,10 +188,17 @@ pub fn evaluate(opts: &EvalOptions) -> Result<EvalReport> {
             .collect::<Result<Vec<_>>>()?;
         ("5-fold stratified CV, seed 42".to_string(), splits)
     };
-    let mean = |f: fn(&Scores) -> f64| splits.iter().map(|s| f(&s.scores)).sum::<f64>() / splits.len() as f64;
+    let mean = |f: fn(&Scores) -> f64| {
+        splits.iter().map(|s| f(&s.scores)).sum::<f64>() / splits.len() as f64
+    };
     let sd = |f: fn(&Scores) -> f64| {
         let m = mean(f);
-        (splits.iter().map(|s| (f(&s.scores) - m).powi(2)).sum::<f64>() / (splits.len() as f64 - 1.0)).sqrt()
+        (splits
+            .iter()
+            .map(|s| (f(&s.scores) - m).powi(2))
+            .sum::<f64>()
+            / (splits.len() as f64 - 1.0))
+            .sqrt()
     };
     let fields: [fn(&Scores) -> f64; 4] = [|s| s.auc, |s| s.logloss, |s| s.brier, |s| s.ece];
     let [auc, logloss, brier, ece] = fields.map(mean);

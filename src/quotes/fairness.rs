@@ -120,14 +120,17 @@ pub fn report(recommender: &Recommender, deals: &[PastDeal]) -> Result<FairnessR
             };
             let mut totals: BTreeMap<String, (usize, f64, f64)> = BTreeMap::new();
             for values in cells.values() {
-                let kept: Vec<(&String, &(usize, f64, f64))> =
-                    values.iter().filter(|(_, c)| c.0 >= rules.min_group).collect();
+                let kept: Vec<(&String, &(usize, f64, f64))> = values
+                    .iter()
+                    .filter(|(_, c)| c.0 >= rules.min_group)
+                    .collect();
                 if kept.len() < 2 {
                     continue;
                 }
                 let means = |f: fn(&(usize, f64, f64)) -> f64| {
                     let m: Vec<f64> = kept.iter().map(|(_, c)| f(c) / c.0 as f64).collect();
-                    m.iter().copied().fold(f64::MIN, f64::max) - m.iter().copied().fold(f64::MAX, f64::min)
+                    m.iter().copied().fold(f64::MIN, f64::max)
+                        - m.iter().copied().fold(f64::MAX, f64::min)
                 };
                 let (gap_d, gap_w) = (means(|c| c.1), means(|c| c.2));
                 let n: usize = kept.iter().map(|(_, c)| c.0).sum();
@@ -157,14 +160,22 @@ pub fn report(recommender: &Recommender, deals: &[PastDeal]) -> Result<FairnessR
                     mean_win_probability: w / n as f64,
                 })
                 .collect();
-            out.flagged = out.discount_gap > rules.max_discount_gap || out.win_gap > rules.max_win_gap;
+            out.flagged =
+                out.discount_gap > rules.max_discount_gap || out.win_gap > rules.max_win_gap;
             out
         })
         .collect::<Vec<_>>();
     let protected_in_use: Vec<String> = rules
         .protected
         .iter()
-        .filter(|p| recommender.model.encoder.columns.iter().any(|c| &&c.name == p))
+        .filter(|p| {
+            recommender
+                .model
+                .encoder
+                .columns
+                .iter()
+                .any(|c| &&c.name == p)
+        })
         .cloned()
         .collect();
     Ok(FairnessReport {
@@ -202,7 +213,11 @@ mod tests {
         let rec = Recommender::new(model, "m".into(), 1, rules, &past);
         let report = report(&rec, &past).unwrap();
         assert!(report.protected_in_use.is_empty());
-        let region = report.attributes.iter().find(|a| a.attribute == "region").unwrap();
+        let region = report
+            .attributes
+            .iter()
+            .find(|a| a.attribute == "region")
+            .unwrap();
         assert!(region.groups_compared >= 3, "{region:?}");
         region.clone()
     }

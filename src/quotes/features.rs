@@ -291,7 +291,12 @@ fn fit_column(values: &[&Raw], opts: &EncoderOptions) -> Option<Kind> {
     (!levels.is_empty()).then_some(Kind::Categorical { levels })
 }
 
-fn fit_numeric(date: bool, raw: Vec<f64>, has_missing: bool, opts: &EncoderOptions) -> Option<Kind> {
+fn fit_numeric(
+    date: bool,
+    raw: Vec<f64>,
+    has_missing: bool,
+    opts: &EncoderOptions,
+) -> Option<Kind> {
     let n = raw.len() as f64;
     let min = raw.iter().copied().fold(f64::INFINITY, f64::min);
     let mean = raw.iter().sum::<f64>() / n;
@@ -314,7 +319,10 @@ fn fit_numeric(date: bool, raw: Vec<f64>, has_missing: bool, opts: &EncoderOptio
     let mut distinct = t.clone();
     distinct.dedup();
     let mut knots: Vec<f64> = if distinct.len() > 10 {
-        opts.knot_quantiles.iter().map(|&q| quantile(&t, q)).collect()
+        opts.knot_quantiles
+            .iter()
+            .map(|&q| quantile(&t, q))
+            .collect()
     } else {
         Vec::new()
     };
@@ -384,6 +392,11 @@ mod tests {
         assert_eq!(enc.names().len(), enc.width());
         assert_eq!(enc.fields().len(), enc.width());
         let dated = Encoder::fit(&records, &[], &EncoderOptions::default());
-        assert!(dated.columns.iter().any(|c| matches!(c.kind, Kind::Numeric { date: true, .. })));
+        assert!(
+            dated
+                .columns
+                .iter()
+                .any(|c| matches!(c.kind, Kind::Numeric { date: true, .. }))
+        );
     }
 }

@@ -68,7 +68,10 @@ pub struct BadRow {
 }
 
 /// The parsed file: deals to insert, or the bad rows.
-pub fn parse(csv_path: &Path, mapping: &Mapping) -> Result<std::result::Result<Vec<NewDeal>, Vec<BadRow>>> {
+pub fn parse(
+    csv_path: &Path,
+    mapping: &Mapping,
+) -> Result<std::result::Result<Vec<NewDeal>, Vec<BadRow>>> {
     let [sep] = mapping.sep.as_bytes() else {
         return Err(Error::InvalidInput(format!(
             "mapping sep {:?}: give one character",
@@ -105,7 +108,17 @@ pub fn parse(csv_path: &Path, mapping: &Mapping) -> Result<std::result::Result<V
         optional(&mapping.external_id)?,
         optional(&mapping.followed)?,
     ];
-    let [list_c, quoted_c, discount_c, cost_c, date_c, region_c, segment_c, id_c, followed_c] = cols;
+    let [
+        list_c,
+        quoted_c,
+        discount_c,
+        cost_c,
+        date_c,
+        region_c,
+        segment_c,
+        id_c,
+        followed_c,
+    ] = cols;
     let feature_cols: Vec<(String, usize)> = mapping
         .features
         .iter()
@@ -161,14 +174,20 @@ pub fn parse(csv_path: &Path, mapping: &Mapping) -> Result<std::result::Result<V
                 Some("followed") => Some(Followed::Followed),
                 Some("overrode") => Some(Followed::Overrode),
                 Some("none") => Some(Followed::None),
-                Some(other) => return Err(format!("followed {other:?} is none of followed, overrode, none")),
+                Some(other) => {
+                    return Err(format!(
+                        "followed {other:?} is none of followed, overrode, none"
+                    ));
+                }
             };
             let scale = if mapping.discount_percent { 0.01 } else { 1.0 };
             let mut features = Map::new();
             for (name, c) in &feature_cols {
                 if let Some(v) = cell(Some(*c)) {
                     let json = match v.parse::<f64>() {
-                        Ok(n) if n.is_finite() => serde_json::Number::from_f64(n).map_or(Value::String(v), Value::Number),
+                        Ok(n) if n.is_finite() => {
+                            serde_json::Number::from_f64(n).map_or(Value::String(v), Value::Number)
+                        }
                         _ => Value::String(v),
                     };
                     features.insert(name.clone(), json);
@@ -184,7 +203,11 @@ pub fn parse(csv_path: &Path, mapping: &Mapping) -> Result<std::result::Result<V
                 discount: number(discount_c, "discount")?.map(|d| d * scale),
                 cost: number(cost_c, "cost")?,
                 // Open deals carry no close date even if the export has one.
-                close_date: if outcome.is_some() { cell(date_c) } else { None },
+                close_date: if outcome.is_some() {
+                    cell(date_c)
+                } else {
+                    None
+                },
                 outcome,
                 followed_recommendation: followed,
             }
@@ -212,6 +235,10 @@ pub fn bad_rows_error(path: &Path, bad: &[BadRow]) -> Error {
         path.display(),
         bad.len(),
         shown.join("\n"),
-        if more > 0 { format!("\n… and {more} more") } else { String::new() }
+        if more > 0 {
+            format!("\n… and {more} more")
+        } else {
+            String::new()
+        }
     ))
 }

@@ -122,7 +122,8 @@ pub fn fit(
         let free: Vec<usize> = (0..p)
             .filter(|&j| !(opts.nonneg[j] && beta[j] <= 0.0 && grad[j] > 0.0))
             .collect();
-        let h_ff = Array2::from_shape_fn((free.len(), free.len()), |(a, b)| hess[[free[a], free[b]]]);
+        let h_ff =
+            Array2::from_shape_fn((free.len(), free.len()), |(a, b)| hess[[free[a], free[b]]]);
         let g_f: Array1<f64> = free.iter().map(|&j| -grad[j]).collect();
         let step = cholesky_solve(&cholesky(&h_ff)?, &g_f);
         let mut t = 1.0;
@@ -290,14 +291,24 @@ mod tests {
                 f64::from(u8::from(rng.uniform() < sigmoid(z)))
             })
             .collect();
-        let fit = fit(x.view(), y.view(), None, &FitOptions::ridge(truth.len(), 0.0)).unwrap();
+        let fit = fit(
+            x.view(),
+            y.view(),
+            None,
+            &FitOptions::ridge(truth.len(), 0.0),
+        )
+        .unwrap();
         assert!(fit.converged && fit.iterations < 15, "{fit:?}");
         for (j, t) in truth.iter().enumerate() {
             let mut e = Array1::zeros(truth.len());
             e[j] = 1.0;
             let se = forward(&fit.chol, &e).dot(&forward(&fit.chol, &e)).sqrt();
             let err = (fit.beta[j] - t).abs();
-            assert!(err < 4.0 * se && err < 0.1, "coef {j}: {} vs {t} (se {se})", fit.beta[j]);
+            assert!(
+                err < 4.0 * se && err < 0.1,
+                "coef {j}: {} vs {t} (se {se})",
+                fit.beta[j]
+            );
         }
     }
 
@@ -325,7 +336,11 @@ mod tests {
         let n = 5_000;
         let x = Array2::from_shape_fn((n, 3), |(_, j)| if j == 0 { 1.0 } else { rng.normal() });
         let y: Array1<f64> = (0..n)
-            .map(|i| f64::from(u8::from(rng.uniform() < sigmoid(0.5 * x[[i, 1]] - x[[i, 2]]))))
+            .map(|i| {
+                f64::from(u8::from(
+                    rng.uniform() < sigmoid(0.5 * x[[i, 1]] - x[[i, 2]]),
+                ))
+            })
             .collect();
         let mut opts = FitOptions::ridge(3, 1.0);
         let cold = fit(x.view(), y.view(), None, &opts).unwrap();

@@ -78,10 +78,7 @@ pub fn ece(p: &[f64], y: &[f64], bins: usize) -> f64 {
         sum_y[b] += y;
         count[b] += 1;
     }
-    (0..bins)
-        .map(|b| (sum_p[b] - sum_y[b]).abs())
-        .sum::<f64>()
-        / p.len() as f64
+    (0..bins).map(|b| (sum_p[b] - sum_y[b]).abs()).sum::<f64>() / p.len() as f64
 }
 
 #[cfg(test)]

@@ -141,7 +141,8 @@ impl QuoteModel {
 
     /// Calibrated P(win) of a deal at discount `d`.
     pub fn predict(&self, record: &Record, d: f64) -> f64 {
-        self.calibrator.apply(sigmoid(self.logit(&self.row(record, d))))
+        self.calibrator
+            .apply(sigmoid(self.logit(&self.row(record, d))))
     }
 
     /// A `z`-standard-error interval of the calibrated P(win) of a design row (Laplace
@@ -231,7 +232,12 @@ impl QuoteModel {
         let (calibrator, calibration_logloss) = Calibrator::choose(&oof[best], &yf);
         let calibrated: Vec<f64> = oof[best].iter().map(|&p| calibrator.apply(p)).collect();
         let scores = Scores::of(&calibrated, &yf);
-        let fit = logit::fit(design.x.view(), design.y.view(), None, &fit_options(&design, lambdas[best]))?;
+        let fit = logit::fit(
+            design.x.view(),
+            design.y.view(),
+            None,
+            &fit_options(&design, lambdas[best]),
+        )?;
         let n = examples.len() as f64;
         let means = design.x.sum_axis(ndarray::Axis(0)).mapv(|v| v / n).to_vec();
         Ok(QuoteModel {
@@ -294,7 +300,13 @@ impl QuoteModel {
     }
 }
 
-fn fill_row(encoder: &Encoder, price: Option<&PriceTerms>, record: &Record, d: f64, row: &mut [f64]) {
+fn fill_row(
+    encoder: &Encoder,
+    price: Option<&PriceTerms>,
+    record: &Record,
+    d: f64,
+    row: &mut [f64],
+) {
     let w = encoder.width();
     row[0] = 1.0;
     encoder.encode_into(record, &mut row[1..1 + w]);
@@ -309,10 +321,15 @@ fn build_design(encoder: &Encoder, price: Option<&PriceTerms>, examples: &[Examp
     let mut x = Array2::zeros((examples.len(), p));
     for (i, e) in examples.iter().enumerate() {
         let mut row = x.row_mut(i);
-        let row = row.as_slice_mut().expect("rows of a standard array are contiguous");
+        let row = row
+            .as_slice_mut()
+            .expect("rows of a standard array are contiguous");
         fill_row(encoder, price, &e.record, e.discount.unwrap_or(0.0), row);
     }
-    let y = examples.iter().map(|e| f64::from(u8::from(e.won))).collect();
+    let y = examples
+        .iter()
+        .map(|e| f64::from(u8::from(e.won)))
+        .collect();
     let mut penalty_scale = vec![1.0; p];
     penalty_scale[0] = 0.0;
     let mut nonneg = vec![false; p];

@@ -134,11 +134,19 @@ const SIMILAR: usize = 5;
 const TOP_CONTRIBUTIONS: usize = 5;
 
 impl Recommender {
-    pub fn new(model: QuoteModel, model_id: String, model_version: i64, rules: Rules, past: &[PastDeal]) -> Recommender {
+    pub fn new(
+        model: QuoteModel,
+        model_id: String,
+        model_version: i64,
+        rules: Rules,
+        past: &[PastDeal],
+    ) -> Recommender {
         let w = model.encoder.width();
         let mut index = vec![0.0; w * past.len()];
         for (i, deal) in past.iter().enumerate() {
-            model.encoder.encode_into(&deal.input.record(), &mut index[i * w..(i + 1) * w]);
+            model
+                .encoder
+                .encode_into(&deal.input.record(), &mut index[i * w..(i + 1) * w]);
         }
         let mut fields = vec!["intercept".to_string()];
         fields.extend(model.encoder.fields().into_iter().map(str::to_string));
@@ -146,7 +154,10 @@ impl Recommender {
             fields.extend(["discount".to_string(), "discount".to_string()]);
         }
         Recommender {
-            past: past.iter().map(|d| (d.id.clone(), d.won, d.discount)).collect(),
+            past: past
+                .iter()
+                .map(|d| (d.id.clone(), d.won, d.discount))
+                .collect(),
             index,
             fields,
             model,
@@ -174,7 +185,8 @@ impl Recommender {
             Some(price) => {
                 let b = price.basis(d);
                 let n = m.beta.len();
-                m.calibrator.apply(sigmoid(eta0 + b[0] * m.beta[n - 2] + b[1] * m.beta[n - 1]))
+                m.calibrator
+                    .apply(sigmoid(eta0 + b[0] * m.beta[n - 2] + b[1] * m.beta[n - 1]))
             }
             None => m.calibrator.apply(sigmoid(eta0)),
         };
@@ -288,7 +300,11 @@ impl Recommender {
         }
         let mut nearest: Vec<(f64, usize)> = Vec::with_capacity(SIMILAR + 1);
         for (i, past) in self.index.chunks_exact(w).enumerate() {
-            let d2: f64 = past.iter().zip(context).map(|(a, b)| (a - b) * (a - b)).sum();
+            let d2: f64 = past
+                .iter()
+                .zip(context)
+                .map(|(a, b)| (a - b) * (a - b))
+                .sum();
             if nearest.len() < SIMILAR || d2 < nearest[nearest.len() - 1].0 {
                 let at = nearest.partition_point(|(d, _)| *d <= d2);
                 nearest.insert(at, (d2, i));

@@ -69,25 +69,32 @@ impl Rules {
     /// Parses and checks rules; `origin` names the source in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Rules> {
         let rules: Rules = toml::from_str(text).map_err(|e| {
-            Error::InvalidInput(format!(
-                "{origin}: {e}; see quote_rules.toml for every key"
-            ))
+            Error::InvalidInput(format!("{origin}: {e}; see quote_rules.toml for every key"))
         })?;
         let fraction = |v: f64| (0.0..1.0).contains(&v);
         let mut bad: Vec<String> = Vec::new();
-        for (name, g) in
-            std::iter::once(("default".to_string(), rules.default))
-                .chain(rules.segments.keys().map(|s| (format!("segments.{s}"), rules.guardrail(Some(s)))))
-        {
+        for (name, g) in std::iter::once(("default".to_string(), rules.default)).chain(
+            rules
+                .segments
+                .keys()
+                .map(|s| (format!("segments.{s}"), rules.guardrail(Some(s)))),
+        ) {
             if !(fraction(g.max_discount) && fraction(g.floor_margin) && fraction(g.cost_ratio)) {
                 bad.push(name);
             }
         }
-        if !bad.is_empty() || !(rules.grid_step > 0.0 && rules.grid_step <= 0.1) || rules.fairness.size_bands == 0 {
+        if !bad.is_empty()
+            || !(rules.grid_step > 0.0 && rules.grid_step <= 0.1)
+            || rules.fairness.size_bands == 0
+        {
             return Err(Error::InvalidInput(format!(
                 "{origin}: max_discount, floor_margin and cost_ratio must be fractions in [0, 1) \
                  (check {}), grid_step in (0, 0.1], fairness.size_bands at least 1",
-                if bad.is_empty() { "all".into() } else { bad.join(", ") }
+                if bad.is_empty() {
+                    "all".into()
+                } else {
+                    bad.join(", ")
+                }
             )));
         }
         Ok(rules)
@@ -95,7 +102,10 @@ impl Rules {
 
     /// The guardrails of a segment.
     pub fn guardrail(&self, segment: Option<&str>) -> Guardrail {
-        let over = segment.and_then(|s| self.segments.get(s)).cloned().unwrap_or_default();
+        let over = segment
+            .and_then(|s| self.segments.get(s))
+            .cloned()
+            .unwrap_or_default();
         Guardrail {
             max_discount: over.max_discount.unwrap_or(self.default.max_discount),
             floor_margin: over.floor_margin.unwrap_or(self.default.floor_margin),
@@ -120,8 +130,18 @@ mod tests {
     #[test]
     fn bad_rules_are_clear_errors() {
         let typo = DEFAULT_RULES.replace("approval_discount", "aproval_discount");
-        assert!(Rules::parse(&typo, "x").unwrap_err().to_string().contains("aproval_discount"));
+        assert!(
+            Rules::parse(&typo, "x")
+                .unwrap_err()
+                .to_string()
+                .contains("aproval_discount")
+        );
         let out_of_range = DEFAULT_RULES.replace("max_discount = 0.20", "max_discount = 1.5");
-        assert!(Rules::parse(&out_of_range, "x").unwrap_err().to_string().contains("segments.smb"));
+        assert!(
+            Rules::parse(&out_of_range, "x")
+                .unwrap_err()
+                .to_string()
+                .contains("segments.smb")
+        );
     }
 }

@@ -60,7 +60,12 @@ pub fn rules(config: &Config) -> Result<Rules> {
 }
 
 /// Records a deal (open or closed).
-pub async fn record_deal(db: &Db, config: &Config, actor: Actor<'_>, deal: NewDeal) -> Result<Deal> {
+pub async fn record_deal(
+    db: &Db,
+    config: &Config,
+    actor: Actor<'_>,
+    deal: NewDeal,
+) -> Result<Deal> {
     let mut deal = deal.validate()?;
     deal.region = Some(actor.region_for(deal.region.as_deref())?);
     let closed = deal.outcome.is_some();
@@ -72,7 +77,13 @@ pub async fn record_deal(db: &Db, config: &Config, actor: Actor<'_>, deal: NewDe
 }
 
 /// Records the outcome of an open deal.
-pub async fn record_outcome(db: &Db, config: &Config, actor: Actor<'_>, id: &str, update: OutcomeUpdate) -> Result<Deal> {
+pub async fn record_outcome(
+    db: &Db,
+    config: &Config,
+    actor: Actor<'_>,
+    id: &str,
+    update: OutcomeUpdate,
+) -> Result<Deal> {
     let deal = store::record_outcome(db, id, actor.scope, &update).await?;
     refit_if_due(db, config).await?;
     Ok(deal)
@@ -106,7 +117,9 @@ pub async fn refit_if_due(db: &Db, config: &Config) -> Result<Option<ModelInfo>>
     let hash = store::training_hash(&past);
     let refit = blocking(move || model.refit(&examples(&past))).await;
     match refit {
-        Ok(model) => Ok(Some(store::save_model(db, &model, "refit", &hash, None).await?)),
+        Ok(model) => Ok(Some(
+            store::save_model(db, &model, "refit", &hash, None).await?,
+        )),
         // New outcomes the old encoding cannot take (e.g. no price): leave it to a full fit.
         Err(Error::InvalidInput(why)) => {
             tracing::warn!(%why, "quote model not refitted; run `dealdesk quotes fit`");
@@ -132,7 +145,12 @@ pub async fn recommender(db: &Db, config: &Config) -> Result<Recommender> {
 
 /// Prices a deal; a discount above the approval threshold is recorded for a manager's review
 /// (with a new open deal when the request names none).
-pub async fn recommend(db: &Db, config: &Config, actor: Actor<'_>, deal: DealInput) -> Result<Recommendation> {
+pub async fn recommend(
+    db: &Db,
+    config: &Config,
+    actor: Actor<'_>,
+    deal: DealInput,
+) -> Result<Recommendation> {
     if let Some(id) = &deal.deal_id {
         store::get_deal(db, id, actor.scope).await?;
     }

@@ -151,7 +151,12 @@ pub struct RegretPoint {
 /// `[0, 0.3]`, later ones at the current recommendation plus N(0, 0.05²) exploration; at each
 /// checkpoint the model is refitted and scored on 200 fixed reference deals against the true
 /// optimum on the same grid and guardrails.
-pub fn regret_curve(market: &Market, rules: &Rules, checkpoints: &[usize], seed: u64) -> Result<Vec<RegretPoint>> {
+pub fn regret_curve(
+    market: &Market,
+    rules: &Rules,
+    checkpoints: &[usize],
+    seed: u64,
+) -> Result<Vec<RegretPoint>> {
     let mut rng = Rng::new(seed);
     let reference: Vec<DealInput> = (0..200).map(|_| market.draw(&mut rng)).collect();
     let opts = TrainOptions {
@@ -181,7 +186,8 @@ pub fn regret_curve(market: &Market, rules: &Rules, checkpoints: &[usize], seed:
         let (mut sum_rec, mut sum_opt, mut sum_regret) = (0.0, 0.0, 0.0);
         for deal in &reference {
             let r = rec.recommend(deal)?;
-            let margin = |d: f64| market.win_probability(deal, d) * (deal.list_price * (1.0 - d) - r.cost);
+            let margin =
+                |d: f64| market.win_probability(deal, d) * (deal.list_price * (1.0 - d) - r.cost);
             let (opt_d, opt_m) = r
                 .curve
                 .iter()
@@ -250,7 +256,9 @@ mod tests {
         rules.default.max_discount = 0.3;
         rules.default.floor_margin = 0.9;
         rules.default.cost_ratio = 0.09;
-        let floored = Recommender::new(model, "m".into(), 1, rules, &past).recommend(&deal).unwrap();
+        let floored = Recommender::new(model, "m".into(), 1, rules, &past)
+            .recommend(&deal)
+            .unwrap();
         let q = floored.recommended.unwrap();
         assert_eq!(floored.binding.as_deref(), Some("floor_margin"));
         assert!(q.discount <= 0.1 + 1e-9 && q.discount > 0.09, "{q:?}");

@@ -122,7 +122,12 @@ pub async fn get_deal(db: &Db, id: &str, region: Option<&str>) -> Result<Deal> {
 }
 
 /// Records the outcome of an open deal.
-pub async fn record_outcome(db: &Db, id: &str, region: Option<&str>, update: &OutcomeUpdate) -> Result<Deal> {
+pub async fn record_outcome(
+    db: &Db,
+    id: &str,
+    region: Option<&str>,
+    update: &OutcomeUpdate,
+) -> Result<Deal> {
     let deal = get_deal(db, id, region).await?;
     if let Some(outcome) = &deal.outcome {
         return Err(Error::Conflict(format!(
@@ -134,7 +139,11 @@ pub async fn record_outcome(db: &Db, id: &str, region: Option<&str>, update: &Ou
     let discount = resolve_discount(
         deal.list_price,
         quoted,
-        update.discount.or(if update.quoted_price.is_some() { None } else { deal.discount }),
+        update.discount.or(if update.quoted_price.is_some() {
+            None
+        } else {
+            deal.discount
+        }),
     )?;
     let updated = sqlx::query(
         "UPDATE deals SET outcome = $1, quoted_price = $2, discount = $3, close_date = $4, \
@@ -144,7 +153,12 @@ pub async fn record_outcome(db: &Db, id: &str, region: Option<&str>, update: &Ou
     .bind(quoted)
     .bind(discount)
     .bind(update.close_date.as_deref())
-    .bind(update.followed_recommendation.map(|f| f.as_str()).or(deal.followed_recommendation.as_deref()))
+    .bind(
+        update
+            .followed_recommendation
+            .map(|f| f.as_str())
+            .or(deal.followed_recommendation.as_deref()),
+    )
     .bind(now_ms())
     .bind(id)
     .execute(db.pool())
@@ -286,7 +300,8 @@ pub async fn latest_model(db: &Db) -> Result<Option<(ModelInfo, QuoteModel)>> {
         metrics: serde_json::from_str(&metrics).unwrap_or(Value::Null),
         created_at: row.try_get("created_at")?,
     };
-    let model: QuoteModel = serde_json::from_str(&model)
-        .map_err(|e| Error::Internal(format!("stored quote model {} is unreadable: {e}", info.id)))?;
+    let model: QuoteModel = serde_json::from_str(&model).map_err(|e| {
+        Error::Internal(format!("stored quote model {} is unreadable: {e}", info.id))
+    })?;
     Ok(Some((info, model)))
 }
