@@ -60,6 +60,12 @@ pub enum Command {
     /// Measure a model on evaluation data.
     #[command(subcommand)]
     Eval(quotes::EvalCommand),
+    /// Record deals: import a CRM export.
+    #[command(subcommand)]
+    Deals(quotes::DealsCommand),
+    /// The quote recommender: fit, recommend, fairness, simulate.
+    #[command(subcommand)]
+    Quotes(quotes::QuotesCommand),
 }
 
 #[derive(Args, Debug)]
@@ -243,6 +249,8 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Eval(cmd) => quotes::eval_cmd(&config, cmd),
+        Command::Deals(cmd) => quotes::deals_cmd(&config, cmd),
+        Command::Quotes(cmd) => quotes::quotes_cmd(&config, cmd),
     }
 }
 

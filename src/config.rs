@@ -29,6 +29,7 @@ pub struct Config {
     pub llm: LlmConfig,
     pub log: LogConfig,
     pub review: ReviewConfig,
+    pub quotes: QuotesConfig,
 }
 
 /// `[server]`: the HTTP API.
@@ -238,6 +239,26 @@ impl Default for LogConfig {
         LogConfig {
             level: "info,whisper_rs=warn,symphonia_core=off".into(),
             format: "text".into(),
+        }
+    }
+}
+
+/// `[quotes]`: the quote recommender.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuotesConfig {
+    /// The rules file (guardrails, approval threshold, fairness bounds); empty: the built-in
+    /// `quote_rules.toml`.
+    pub rules: PathBuf,
+    /// Refit the model (warm-started) after this many new outcomes; 0: only on demand.
+    pub refit_every: u64,
+}
+
+impl Default for QuotesConfig {
+    fn default() -> Self {
+        QuotesConfig {
+            rules: PathBuf::new(),
+            refit_every: 50,
         }
     }
 }

@@ -6,6 +6,7 @@
 mod admin;
 mod auth;
 mod error;
+mod quotes;
 mod review;
 mod system;
 
@@ -111,6 +112,23 @@ pub fn routes() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             get(review::ai_metrics),
         ),
         (spec(M::GET, "/metrics", ADMIN), get(review::prometheus)),
+        (
+            spec(M::POST, "/deals", quotes::SELLERS),
+            post(quotes::add_deal),
+        ),
+        (
+            spec(M::POST, "/deals/{id}/outcome", quotes::SELLERS),
+            post(quotes::deal_outcome),
+        ),
+        (
+            spec(M::POST, "/quotes/recommend", quotes::SELLERS),
+            post(quotes::recommend),
+        ),
+        (spec(M::POST, "/quotes/fit", MANAGERS), post(quotes::fit)),
+        (
+            spec(M::GET, "/quotes/fairness", MANAGERS),
+            get(quotes::fairness),
+        ),
     ]
 }
 
@@ -165,7 +183,12 @@ pub fn router(state: AppState) -> Router {
         review::rules,
         review::reset_breaker,
         review::ai_metrics,
-        review::prometheus
+        review::prometheus,
+        quotes::add_deal,
+        quotes::deal_outcome,
+        quotes::recommend,
+        quotes::fit,
+        quotes::fairness
     ),
     modifiers(&BearerAuth)
 )]

@@ -81,7 +81,9 @@ pub enum Kind {
         date: bool,
         /// `ln(1 + x - min)` before standardizing (right-skewed, e.g. deal size).
         log: bool,
+        /// The training range: values outside it are clamped to it (no extrapolation).
         min: f64,
+        max: f64,
         center: f64,
         scale: f64,
         /// Fill for missing values (the standardized median) and whether an indicator is kept.
@@ -195,6 +197,7 @@ impl Encoder {
                     date,
                     log,
                     min,
+                    max,
                     center,
                     scale,
                     fill,
@@ -202,7 +205,7 @@ impl Encoder {
                     knots,
                 } => {
                     let z = numeric_value(raw, *date)
-                        .map(|v| (transform(v, *log, *min) - center) / scale);
+                        .map(|v| (transform(v.clamp(*min, *max), *log, *min) - center) / scale);
                     let v = z.unwrap_or(*fill);
                     out[at] = v;
                     at += 1;
@@ -299,6 +302,7 @@ fn fit_numeric(
 ) -> Option<Kind> {
     let n = raw.len() as f64;
     let min = raw.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = raw.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let mean = raw.iter().sum::<f64>() / n;
     let sd = (raw.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
     if sd == 0.0 {
@@ -332,6 +336,7 @@ fn fit_numeric(
         date,
         log,
         min,
+        max,
         center,
         scale,
         fill: quantile(&t, 0.5),

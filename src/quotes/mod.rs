@@ -13,6 +13,7 @@
 //! * [`recommend`] — curve, guarded optimum, interval, explanation, similar deals
 //! * [`fairness`] — gaps across regions and segments for matched deals
 //! * [`import`] — CRM CSV import through a column mapping
+//! * [`service`] — the operations the API and CLI call
 //! * [`store`] — the deals and quote_models tables
 //! * [`simulate`] — seeded randomness and the recommender simulator
 
@@ -27,5 +28,6 @@ pub mod metrics;
 pub mod model;
 pub mod recommend;
 pub mod rules;
+pub mod service;
 pub mod simulate;
 pub mod store;

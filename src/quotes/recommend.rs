@@ -110,6 +110,7 @@ pub struct Recommendation {
     pub binding: Option<String>,
     /// Above the rules' approval_discount: recorded for a manager's review.
     pub needs_approval: bool,
+    pub approval_discount: f64,
     /// The review queue entry, when one was recorded.
     pub recommendation_id: Option<String>,
     pub explanation: Vec<Contribution>,
@@ -201,6 +202,7 @@ impl Recommender {
             cost,
             binding: None,
             needs_approval: false,
+            approval_discount: self.rules.approval_discount,
             recommendation_id: None,
             explanation: Vec::new(),
             similar: self.similar(&row0[1..1 + m.encoder.width()]),
