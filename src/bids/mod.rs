@@ -8,6 +8,7 @@
 //! * [`search`] — BM25 with filters, fusion, highlights
 
 pub mod analyzers;
+pub mod bilingual;
 pub mod db;
 pub mod eval;
 pub mod index;
@@ -204,7 +205,8 @@ impl Library {
 
     /// The retrieval method in use, for reports.
     pub fn method(&self) -> String {
-        "bm25 (en stemming + jieba), title/requirements/body fields".into()
+        "bm25 per language (en stemming, jieba) with glossary query translation, fused by rrf"
+            .into()
     }
 
     /// Number of bids in the index.
@@ -221,28 +223,47 @@ impl Library {
         let started = Instant::now();
         req.tender.validate()?;
         let limit = req.limit.clamp(1, 100);
-        let terms = search::QueryTerms::new(&req.tender.query_text());
-        let keyword = search::bm25(
-            &self.index,
-            &terms,
-            &req.filters,
-            search::CANDIDATES.max(limit),
-        )?;
+        let lang = req.tender.lang();
+        let terms = search::QueryTerms::new(&req.tender.query_text(), lang);
         let searcher = self.index.searcher();
         let mut bids = std::collections::HashMap::new();
-        let mut ids = Vec::new();
-        for (addr, _) in &keyword {
-            let bid = self.index.stored_bid(&searcher, *addr)?;
-            ids.push(bid.id.clone());
-            bids.insert(bid.id.clone(), bid);
+        let mut lists = Vec::new();
+        for slot in [0, 1] {
+            let keyword = search::bm25(
+                &self.index,
+                &terms,
+                slot,
+                &req.filters,
+                search::CANDIDATES.max(limit),
+            )?;
+            let mut ids = Vec::new();
+            for (addr, _) in &keyword {
+                let bid = self.index.stored_bid(&searcher, *addr)?;
+                ids.push(bid.id.clone());
+                bids.insert(bid.id.clone(), bid);
+            }
+            lists.push(ids);
         }
-        let fused = search::fuse(&[ids]);
+        let mut fused = search::fuse(&lists);
+        for (id, score, _) in &mut fused {
+            if bids.get(id).is_some_and(|b| b.outcome == Outcome::Won) {
+                *score *= 1.0 + search::WON_PRIOR;
+            }
+        }
+        fused.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         let hits = fused
             .into_iter()
             .take(limit)
             .filter_map(|(id, score, ranks)| {
-                bids.remove(&id)
-                    .map(|bid| search::explain(bid, &terms, score, ranks[0], None))
+                bids.remove(&id).map(|bid| {
+                    search::explain(
+                        bid,
+                        &terms,
+                        score,
+                        ranks[index::lang_slot(lang)],
+                        ranks[1 - index::lang_slot(lang)],
+                    )
+                })
             })
             .collect();
         Ok(SearchResponse {
