@@ -23,8 +23,10 @@ pub const BLOB_VERIFY_JOB: &str = "blob.verify";
 pub async fn build_state(config: Config) -> Result<AppState> {
     let db = Db::open(&config).await?;
     let manifest = Arc::new(Manifest::load(&config)?);
+    let bids = crate::bids::Library::open(&config, db.clone()).await?;
     let config = Arc::new(config);
     Ok(AppState {
+        bids,
         jobs: JobQueue::new(db.clone(), &config.jobs),
         blobs: BlobStore::new(&config.data.dir, db.clone()),
         engines: Engines::new(config.clone(), manifest.clone()),

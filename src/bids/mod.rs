@@ -14,6 +14,7 @@ pub mod eval;
 pub mod index;
 pub mod record;
 pub mod search;
+pub mod synthetic;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -97,12 +98,15 @@ impl Library {
         if stale.is_empty() && gone.is_empty() {
             return Ok(Repair::default());
         }
+        let mut fresh = Vec::with_capacity(stale.len());
+        for id in &stale {
+            fresh.push(db::get(&self.db, id).await?);
+        }
         let mut writer = self.index.writer();
         for id in &gone {
             self.index.delete(&writer, id);
         }
-        for id in &stale {
-            let stored = db::get(&self.db, id).await?;
+        for stored in &fresh {
             self.index.upsert(&writer, &stored.bid, stored.rev)?;
         }
         self.index.commit(&mut writer)?;
@@ -114,26 +118,30 @@ impl Library {
 
     /// Rebuilds the whole index from the database.
     pub async fn reindex(&self) -> Result<usize> {
-        let mut writer = self.index.writer();
-        self.index.clear(&mut writer)?;
+        self.index.clear(&mut self.index.writer())?;
         let mut after = String::new();
         let mut count = 0;
         loop {
             let page = db::page(&self.db, &after, BATCH as i64).await?;
             let Some(last) = page.last() else { break };
             after = last.bid.id.clone();
+            let writer = self.index.writer();
             for stored in &page {
                 self.index.upsert(&writer, &stored.bid, stored.rev)?;
             }
             count += page.len();
         }
-        self.index.commit(&mut writer)?;
+        self.index.commit(&mut self.index.writer())?;
         Ok(count)
     }
 
     /// Imports (adds or updates) `bids`, validated, in batches: each batch is committed to
     /// the database, then to the index. `progress` gets the number done so far.
-    pub async fn import(&self, bids: &[Bid], progress: &dyn Fn(usize)) -> Result<ImportReport> {
+    pub async fn import(
+        &self,
+        bids: &[Bid],
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Result<ImportReport> {
         let started = Instant::now();
         for bid in bids {
             bid.validate()?;

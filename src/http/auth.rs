@@ -22,6 +22,8 @@ pub enum Access {
 pub const ANY_ROLE: Access = Access::Roles(&Role::ALL);
 /// Administrators only.
 pub const ADMIN: Access = Access::Roles(&[Role::Admin]);
+/// The bid team, managers and administrators (the bid library and tender drafts).
+pub const BID_TEAM: Access = Access::Roles(&[Role::Bid, Role::Manager, Role::Admin]);
 
 impl Access {
     /// Whether a user with `role` may call.

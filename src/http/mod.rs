@@ -5,6 +5,7 @@
 
 mod admin;
 mod auth;
+mod bids;
 mod error;
 mod system;
 
@@ -22,7 +23,7 @@ use tokio::sync::watch;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 
-pub use auth::{ADMIN, ANY_ROLE, Access, Caller};
+pub use auth::{ADMIN, ANY_ROLE, Access, BID_TEAM, Caller};
 pub use error::{ErrorBody, Json, status_of};
 
 use crate::config::Config;
@@ -43,6 +44,8 @@ pub struct AppState {
     pub manifest: Arc<Manifest>,
     /// The models, loaded on first use and shared by handlers and jobs.
     pub engines: Engines,
+    /// The bid library (database rows and their search index).
+    pub bids: crate::bids::Library,
 }
 
 /// One route: method, path (axum syntax) and who may call it.
@@ -82,6 +85,13 @@ pub fn routes() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
         (
             spec(M::POST, "/admin/blobs/verify", ADMIN),
             post(admin::verify_blobs),
+        ),
+        (spec(M::POST, "/bids", BID_TEAM), post(bids::put_bid)),
+        (spec(M::GET, "/bids/{id}", BID_TEAM), get(bids::get_bid)),
+        (spec(M::POST, "/bids/search", BID_TEAM), post(bids::search)),
+        (
+            spec(M::POST, "/bids/{id}/outcome", BID_TEAM),
+            post(bids::set_outcome),
         ),
     ]
 }
@@ -128,7 +138,11 @@ pub fn router(state: AppState) -> Router {
         admin::list_users,
         admin::add_user,
         admin::revoke_user,
-        admin::verify_blobs
+        admin::verify_blobs,
+        bids::put_bid,
+        bids::get_bid,
+        bids::set_outcome,
+        bids::search
     ),
     modifiers(&BearerAuth)
 )]
