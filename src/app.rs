@@ -44,6 +44,19 @@ pub fn job_registry(state: &AppState) -> Registry {
         let report = blobs.verify_all(&ctx.runtime, &|p| ctx.set_progress(p))?;
         Ok(serde_json::to_value(report).expect("report serializes"))
     });
+    let (bids, engines, config, manifest) = (
+        state.bids.clone(),
+        state.engines.clone(),
+        state.config.clone(),
+        state.manifest.clone(),
+    );
+    registry.register(crate::bids::draft::DRAFT_JOB, move |ctx: &JobContext| {
+        let job: crate::bids::draft::DraftJob = serde_json::from_value(ctx.payload.clone())
+            .map_err(|e| Error::InvalidInput(format!("bad draft job payload: {e}")))?;
+        let draft =
+            crate::bids::draft::draft(&bids, &engines, &config, &manifest, &job, &ctx.runtime)?;
+        Ok(serde_json::to_value(draft).expect("a draft serializes"))
+    });
     registry
 }
 

@@ -83,6 +83,18 @@ pub enum BidsCommand {
     },
     /// Rebuild the search index from the database.
     Reindex,
+    /// Draft a tender response: an outline per requirement with cited bullets from similar
+    /// winning bids and LLM paragraphs checked against their citations; stored for review.
+    Draft {
+        /// The tender JSON file (title, requirements, ...).
+        tender: PathBuf,
+        /// md or json.
+        #[arg(long, default_value = "md")]
+        format: String,
+        /// The region whose managers review the draft.
+        #[arg(long, default_value = "global")]
+        region: String,
+    },
     /// Delete a bid.
     Delete { id: String },
     /// Record a bid's outcome (won, lost, withdrawn, pending) and the buyer's feedback.
@@ -693,6 +705,35 @@ async fn bids_cmd(config: &Config, cmd: BidsCommand) -> Result<()> {
                     response.hits.len(),
                     response.took_ms
                 );
+            }
+        }
+        BidsCommand::Draft {
+            tender,
+            format,
+            region,
+        } => {
+            if !matches!(format.as_str(), "md" | "json") {
+                return Err(Error::InvalidInput(format!(
+                    "--format {format:?}: use md or json"
+                )));
+            }
+            let job = crate::bids::draft::DraftJob {
+                tender: read_tender(&tender)?,
+                region,
+            };
+            let manifest = std::sync::Arc::new(models::Manifest::load(config)?);
+            let shared = std::sync::Arc::new(config.clone());
+            let engines = crate::engines::Engines::new(shared.clone(), manifest.clone());
+            let runtime = tokio::runtime::Handle::current();
+            let draft = tokio::task::spawn_blocking(move || {
+                crate::bids::draft::draft(&library, &engines, &shared, &manifest, &job, &runtime)
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("the draft task failed: {e}")))??;
+            if format == "json" {
+                print_json(&draft);
+            } else {
+                print!("{}", crate::bids::draft::markdown(&draft));
             }
         }
         BidsCommand::Reindex => {

@@ -10,6 +10,7 @@
 pub mod analyzers;
 pub mod bilingual;
 pub mod db;
+pub mod draft;
 pub mod eval;
 pub mod index;
 pub mod record;
@@ -209,6 +210,11 @@ impl Library {
         self.index.upsert(&writer, &stored.bid, stored.rev)?;
         self.index.commit(&mut writer)?;
         Ok(stored)
+    }
+
+    /// The database the library stores into.
+    pub fn db(&self) -> &Db {
+        &self.db
     }
 
     /// The retrieval method in use, for reports.

@@ -6,8 +6,11 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 
 use super::{AppState, Caller, ErrorBody, Json};
+use crate::bids::Tender;
+use crate::bids::draft::{DRAFT_JOB, DraftJob};
 use crate::bids::{Bid, Outcome, SearchRequest, SearchResponse, StoredBid};
 use crate::error::Result;
+use crate::jobs::Job;
 
 /// Adds or updates a bid (the import format of `corpus/bids/*.json`).
 #[utoipa::path(post, path = "/bids", tag = "bids", security(("token" = [])),
@@ -67,6 +70,30 @@ pub async fn set_outcome(
 pub async fn search(
     State(state): State<AppState>,
     Json(req): Json<SearchRequest>,
-) -> Result<(StatusCode, Json<SearchResponse>)> {
-    Ok((StatusCode::OK, Json(state.bids.search(&req)?)))
+) -> Result<Json<SearchResponse>> {
+    Ok(Json(state.bids.search(&req)?))
+}
+
+/// Starts a response draft for a tender: an outline per requirement with cited bullets from
+/// similar winning bids and LLM paragraphs checked against their citations. The job's result
+/// is the draft, also stored as a proposed recommendation for review.
+#[utoipa::path(post, path = "/bids/draft", tag = "bids", security(("token" = [])),
+    request_body = Tender,
+    responses((status = 202, body = Job), (status = 400, body = ErrorBody)))]
+pub async fn draft(
+    State(state): State<AppState>,
+    Extension(Caller(user)): Extension<Caller>,
+    Json(tender): Json<Tender>,
+) -> Result<(StatusCode, Json<Job>)> {
+    tender.validate()?;
+    let job = DraftJob {
+        tender,
+        region: user.region.clone(),
+    };
+    let payload = serde_json::to_value(&job).expect("a draft job serializes");
+    let job = state
+        .jobs
+        .enqueue(DRAFT_JOB, &payload, Some(&user.id))
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(job)))
 }

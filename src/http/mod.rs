@@ -89,6 +89,7 @@ pub fn routes() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
         (spec(M::POST, "/bids", BID_TEAM), post(bids::put_bid)),
         (spec(M::GET, "/bids/{id}", BID_TEAM), get(bids::get_bid)),
         (spec(M::POST, "/bids/search", BID_TEAM), post(bids::search)),
+        (spec(M::POST, "/bids/draft", BID_TEAM), post(bids::draft)),
         (
             spec(M::POST, "/bids/{id}/outcome", BID_TEAM),
             post(bids::set_outcome),
@@ -142,7 +143,8 @@ pub fn router(state: AppState) -> Router {
         bids::put_bid,
         bids::get_bid,
         bids::set_outcome,
-        bids::search
+        bids::search,
+        bids::draft
     ),
     modifiers(&BearerAuth)
 )]
