@@ -81,6 +81,13 @@ pub enum BidsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Success factors: what the similar winning bids had in common, against the lost ones.
+    Factors {
+        /// The tender JSON file.
+        tender: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Rebuild the search index from the database.
     Reindex,
     /// Draft a tender response: an outline per requirement with cited bullets from similar
@@ -734,6 +741,21 @@ async fn bids_cmd(config: &Config, cmd: BidsCommand) -> Result<()> {
                 print_json(&draft);
             } else {
                 print!("{}", crate::bids::draft::markdown(&draft));
+            }
+        }
+        BidsCommand::Factors { tender, json } => {
+            let factors = crate::bids::factors::factors(&library, &read_tender(&tender)?)?;
+            if json {
+                print_json(&factors);
+            } else {
+                println!("won: {}", factors.won.join(", "));
+                println!("lost: {}", factors.lost.join(", "));
+                for line in &factors.summary {
+                    println!("- {line}");
+                }
+                for f in &factors.feedback_lost {
+                    println!("  lost because {f}");
+                }
             }
         }
         BidsCommand::Reindex => {

@@ -130,6 +130,38 @@ fn import_search_filters_outcomes_and_roles_over_cli_and_http() {
     );
     assert_eq!(ids(&filtered), vec!["SB-101"]);
 
+    // Success factors contrast the won ICU bids with the lost one.
+    let factors: Value = http
+        .post(format!("{url}/bids/factors"))
+        .bearer_auth(&bid_token)
+        .json(&tender)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(factors["won"][0], "SB-101", "{factors}");
+    assert!(
+        factors["lost"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("SB-102")),
+        "{factors}"
+    );
+    assert!(
+        factors["certification_in_progress"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("SB-102"))
+    );
+    assert!(
+        factors["summary"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l.as_str().unwrap().contains("in progress")),
+        "{factors}"
+    );
+
     // Outcome logging moves a bid in or out of the won-only results.
     let resp = http
         .post(format!("{url}/bids/SB-101/outcome"))

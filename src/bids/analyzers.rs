@@ -31,17 +31,25 @@ fn jieba() -> &'static Jieba {
 
 /// The English chain: simple words, long tokens dropped, lower case, stop words, stemmer.
 pub fn english() -> TextAnalyzer {
-    TextAnalyzer::builder(SimpleTokenizer::default())
-        .filter(RemoveLongFilter::limit(40))
-        .filter(LowerCaser)
-        .filter(StopWordFilter::new(Language::English).expect("tantivy ships English stop words"))
-        .filter(Stemmer::new(Language::English))
-        .build()
+    static EN: OnceLock<TextAnalyzer> = OnceLock::new();
+    EN.get_or_init(|| {
+        TextAnalyzer::builder(SimpleTokenizer::default())
+            .filter(RemoveLongFilter::limit(40))
+            .filter(LowerCaser)
+            .filter(
+                StopWordFilter::new(Language::English).expect("tantivy ships English stop words"),
+            )
+            .filter(Stemmer::new(Language::English))
+            .build()
+    })
+    .clone()
 }
 
 /// The Mandarin chain: jieba search-mode words (with Latin words normalised like English).
 pub fn mandarin() -> TextAnalyzer {
-    TextAnalyzer::builder(JiebaTokenizer { latin: english() }).build()
+    static ZH: OnceLock<TextAnalyzer> = OnceLock::new();
+    ZH.get_or_init(|| TextAnalyzer::builder(JiebaTokenizer { latin: english() }).build())
+        .clone()
 }
 
 /// Registers both analyzers with an index's tokenizer manager.

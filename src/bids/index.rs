@@ -16,7 +16,9 @@ use tantivy::schema::{
     FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing,
     TextOptions, Value,
 };
-use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument, Term};
+use tantivy::{
+    DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument, Term,
+};
 
 use super::analyzers::{self, EN, ZH};
 use super::record::{Bid, Lang};
@@ -245,8 +247,41 @@ impl BidIndex {
         Ok(out)
     }
 
+    /// The id and outcome of each hit, from the fast fields (no stored document is read).
+    pub fn keys(
+        &self,
+        searcher: &Searcher,
+        hits: &[(DocAddress, f32)],
+    ) -> Result<Vec<(String, String)>> {
+        let mut columns = HashMap::new();
+        let mut out = Vec::with_capacity(hits.len());
+        for (addr, _) in hits {
+            if let std::collections::hash_map::Entry::Vacant(slot) = columns.entry(addr.segment_ord)
+            {
+                let fast = searcher.segment_reader(addr.segment_ord).fast_fields();
+                let column = |name: &str| {
+                    fast.str(name)
+                        .map_err(index_err("fast column"))?
+                        .ok_or_else(|| Error::Internal(format!("bid index: no {name} column")))
+                };
+                slot.insert((column("id")?, column("outcome")?));
+            }
+            let (ids, outcomes) = &columns[&addr.segment_ord];
+            let read = |col: &tantivy::columnar::StrColumn| -> Result<String> {
+                let mut s = String::new();
+                if let Some(ord) = col.term_ords(addr.doc_id).next() {
+                    col.ord_to_str(ord, &mut s)
+                        .map_err(|e| Error::Internal(format!("bid index: read a column: {e}")))?;
+                }
+                Ok(s)
+            };
+            out.push((read(ids)?, read(outcomes)?));
+        }
+        Ok(out)
+    }
+
     /// The stored bid record of a search hit.
-    pub fn stored_bid(&self, searcher: &Searcher, addr: tantivy::DocAddress) -> Result<Bid> {
+    pub fn stored_bid(&self, searcher: &Searcher, addr: DocAddress) -> Result<Bid> {
         let doc: TantivyDocument = searcher.doc(addr).map_err(index_err("read a document"))?;
         let json = doc
             .get_first(self.fields.doc)

@@ -12,6 +12,7 @@ pub mod bilingual;
 pub mod db;
 pub mod draft;
 pub mod eval;
+pub mod factors;
 pub mod index;
 pub mod record;
 pub mod search;
@@ -240,7 +241,8 @@ impl Library {
         let lang = req.tender.lang();
         let terms = search::QueryTerms::new(&req.tender.query_text(), lang);
         let searcher = self.index.searcher();
-        let mut bids = std::collections::HashMap::new();
+        let mut addrs = std::collections::HashMap::new();
+        let mut won = std::collections::HashSet::new();
         let mut lists = Vec::new();
         for slot in [0, 1] {
             let keyword = search::bm25(
@@ -250,36 +252,36 @@ impl Library {
                 &req.filters,
                 search::CANDIDATES.max(limit),
             )?;
-            let mut ids = Vec::new();
-            for (addr, _) in &keyword {
-                let bid = self.index.stored_bid(&searcher, *addr)?;
-                ids.push(bid.id.clone());
-                bids.insert(bid.id.clone(), bid);
+            let keys = self.index.keys(&searcher, &keyword)?;
+            let mut ids = Vec::with_capacity(keys.len());
+            for ((addr, _), (id, outcome)) in keyword.iter().zip(keys) {
+                if outcome == Outcome::Won.as_str() {
+                    won.insert(id.clone());
+                }
+                addrs.insert(id.clone(), *addr);
+                ids.push(id);
             }
             lists.push(ids);
         }
         let mut fused = search::fuse(&lists);
         for (id, score, _) in &mut fused {
-            if bids.get(id).is_some_and(|b| b.outcome == Outcome::Won) {
+            if won.contains(id) {
                 *score *= 1.0 + search::WON_PRIOR;
             }
         }
         fused.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        let hits = fused
-            .into_iter()
-            .take(limit)
-            .filter_map(|(id, score, ranks)| {
-                bids.remove(&id).map(|bid| {
-                    search::explain(
-                        bid,
-                        &terms,
-                        score,
-                        ranks[index::lang_slot(lang)],
-                        ranks[1 - index::lang_slot(lang)],
-                    )
-                })
-            })
-            .collect();
+        let slot = index::lang_slot(lang);
+        let mut hits = Vec::with_capacity(limit);
+        for (id, score, ranks) in fused.into_iter().take(limit) {
+            let bid = self.index.stored_bid(&searcher, addrs[&id])?;
+            hits.push(search::explain(
+                bid,
+                &terms,
+                score,
+                ranks[slot],
+                ranks[1 - slot],
+            ));
+        }
         Ok(SearchResponse {
             language: req.tender.lang(),
             hits,

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use super::{AppState, Caller, ErrorBody, Json};
 use crate::bids::Tender;
 use crate::bids::draft::{DRAFT_JOB, DraftJob};
+use crate::bids::factors::Factors;
 use crate::bids::{Bid, Outcome, SearchRequest, SearchResponse, StoredBid};
 use crate::error::Result;
 use crate::jobs::Job;
@@ -96,4 +97,16 @@ pub async fn draft(
         .enqueue(DRAFT_JOB, &payload, Some(&user.id))
         .await?;
     Ok((StatusCode::ACCEPTED, Json(job)))
+}
+
+/// Success factors for a tender: what the most similar winning bids had in common, contrasted
+/// with the similar lost bids (terms, certifications, pricing, sections, buyer feedback).
+#[utoipa::path(post, path = "/bids/factors", tag = "bids", security(("token" = [])),
+    request_body = Tender,
+    responses((status = 200, body = Factors), (status = 400, body = ErrorBody)))]
+pub async fn factors(
+    State(state): State<AppState>,
+    Json(tender): Json<Tender>,
+) -> Result<Json<Factors>> {
+    Ok(Json(crate::bids::factors::factors(&state.bids, &tender)?))
 }

@@ -91,6 +91,10 @@ pub fn routes() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
         (spec(M::POST, "/bids/search", BID_TEAM), post(bids::search)),
         (spec(M::POST, "/bids/draft", BID_TEAM), post(bids::draft)),
         (
+            spec(M::POST, "/bids/factors", BID_TEAM),
+            post(bids::factors),
+        ),
+        (
             spec(M::POST, "/bids/{id}/outcome", BID_TEAM),
             post(bids::set_outcome),
         ),
@@ -144,7 +148,8 @@ pub fn router(state: AppState) -> Router {
         bids::get_bid,
         bids::set_outcome,
         bids::search,
-        bids::draft
+        bids::draft,
+        bids::factors
     ),
     modifiers(&BearerAuth)
 )]
