@@ -25,8 +25,10 @@ pub async fn build_state(config: Config) -> Result<AppState> {
     let db = Db::open(&config).await?;
     let manifest = Arc::new(Manifest::load(&config)?);
     let rules = review::rules_source(&config)?;
+    let bids = crate::bids::Library::open(&config, db.clone()).await?;
     let config = Arc::new(config);
     Ok(AppState {
+        bids,
         jobs: JobQueue::new(db.clone(), &config.jobs),
         blobs: BlobStore::new(&config.data.dir, db.clone()),
         engines: Engines::new(config.clone(), manifest.clone()),
@@ -44,6 +46,19 @@ pub fn job_registry(state: &AppState) -> Registry {
     registry.register(BLOB_VERIFY_JOB, move |ctx: &JobContext| {
         let report = blobs.verify_all(&ctx.runtime, &|p| ctx.set_progress(p))?;
         Ok(serde_json::to_value(report).expect("report serializes"))
+    });
+    let (bids, engines, config, manifest) = (
+        state.bids.clone(),
+        state.engines.clone(),
+        state.config.clone(),
+        state.manifest.clone(),
+    );
+    registry.register(crate::bids::draft::DRAFT_JOB, move |ctx: &JobContext| {
+        let job: crate::bids::draft::DraftJob = serde_json::from_value(ctx.payload.clone())
+            .map_err(|e| Error::InvalidInput(format!("bad draft job payload: {e}")))?;
+        let draft =
+            crate::bids::draft::draft(&bids, &engines, &config, &manifest, &job, &ctx.runtime)?;
+        Ok(serde_json::to_value(draft).expect("a draft serializes"))
     });
     registry
 }

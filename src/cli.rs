@@ -59,13 +59,93 @@ pub enum Command {
     Report(review::ReportCommand),
     /// Measure a model on evaluation data.
     #[command(subcommand)]
-    Eval(quotes::EvalCommand),
+    Eval(EvalCommand),
     /// Record deals: import a CRM export.
     #[command(subcommand)]
     Deals(quotes::DealsCommand),
     /// The quote recommender: fit, recommend, fairness, simulate.
     #[command(subcommand)]
     Quotes(quotes::QuotesCommand),
+    /// The bid library: import past bids, search for similar winning bids, draft responses.
+    #[command(subcommand)]
+    Bids(BidsCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BidsCommand {
+    /// Import (add or update) bids from a .json file (one object or an array), a .jsonl file
+    /// (one object a line) or a directory of them.
+    Import {
+        path: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Find similar past bids for a tender (a JSON file with title, requirements, ...).
+    Search {
+        /// The tender JSON file (or use --text).
+        tender: Option<PathBuf>,
+        /// The tender text, instead of a file.
+        #[arg(long)]
+        text: Option<String>,
+        /// Also return lost bids as contrast (default: won only).
+        #[arg(long)]
+        include_lost: bool,
+        #[arg(long)]
+        sector: Option<String>,
+        #[arg(long)]
+        region: Option<String>,
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Success factors: what the similar winning bids had in common, against the lost ones.
+    Factors {
+        /// The tender JSON file.
+        tender: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rebuild the search index from the database.
+    Reindex,
+    /// Draft a tender response: an outline per requirement with cited bullets from similar
+    /// winning bids and LLM paragraphs checked against their citations; stored for review.
+    Draft {
+        /// The tender JSON file (title, requirements, ...).
+        tender: PathBuf,
+        /// md or json.
+        #[arg(long, default_value = "md")]
+        format: String,
+        /// The region whose managers review the draft.
+        #[arg(long, default_value = "global")]
+        region: String,
+    },
+    /// Delete a bid.
+    Delete { id: String },
+    /// Record a bid's outcome (won, lost, withdrawn, pending) and the buyer's feedback.
+    Outcome {
+        id: String,
+        outcome: String,
+        #[arg(long)]
+        feedback: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EvalCommand {
+    /// Cross-validate the quote model's win probability on a CSV (AUC, log-loss, Brier, ECE).
+    Quotes(quotes::EvalQuotesArgs),
+    /// Bid retrieval: nDCG@10, recall@5, MRR and latency on a judged set.
+    Bids {
+        #[arg(long)]
+        corpus: PathBuf,
+        #[arg(long)]
+        queries: PathBuf,
+        #[arg(long)]
+        qrels: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -248,9 +328,29 @@ fn run(cli: Cli) -> Result<()> {
                 ))
             }
         }
-        Command::Eval(cmd) => quotes::eval_cmd(&config, cmd),
+        Command::Eval(EvalCommand::Quotes(args)) => quotes::eval_quotes(args),
         Command::Deals(cmd) => quotes::deals_cmd(&config, cmd),
         Command::Quotes(cmd) => quotes::quotes_cmd(&config, cmd),
+        Command::Bids(cmd) => runtime.block_on(bids_cmd(&config, cmd)),
+        Command::Eval(EvalCommand::Bids {
+            corpus,
+            queries,
+            qrels,
+            json,
+        }) => {
+            let report = runtime.block_on(crate::bids::eval::run(
+                &corpus,
+                &queries,
+                &qrels,
+                &std::env::temp_dir(),
+            ))?;
+            if json {
+                print_json(&report);
+            } else {
+                print_bids_eval(&report);
+            }
+            Ok(())
+        }
     }
 }
 
@@ -532,4 +632,200 @@ async fn demo(config: &Config, args: DemoArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn print_bids_eval(r: &crate::bids::eval::Report) {
+    println!("method: {}", r.method);
+    println!(
+        "{:<16} {:>7} {:>8} {:>8} {:>6}",
+        "queries", "n", "nDCG@10", "R@5", "MRR"
+    );
+    let rows = [
+        ("all", r.queries, r.ndcg10, r.recall5, r.mrr),
+        (
+            "same-language",
+            r.same_language.queries,
+            r.same_language.ndcg10,
+            r.same_language.recall5,
+            r.same_language.mrr,
+        ),
+        (
+            "cross-language",
+            r.cross_language.queries,
+            r.cross_language.ndcg10,
+            r.cross_language.recall5,
+            r.cross_language.mrr,
+        ),
+    ];
+    for (name, n, ndcg, recall, mrr) in rows {
+        println!("{name:<16} {n:>7} {ndcg:>8.3} {recall:>8.3} {mrr:>6.3}");
+    }
+    println!("latency p50 {:.2} ms, p99 {:.2} ms", r.p50_ms, r.p99_ms);
+}
+
+async fn bids_cmd(config: &Config, cmd: BidsCommand) -> Result<()> {
+    use crate::bids::{Library, Outcome, record};
+    let db = Db::open(config).await?;
+    let library = Library::open(config, db).await?;
+    match cmd {
+        BidsCommand::Import { path, json } => {
+            let bids = record::read_path(&path)?;
+            let bar = indicatif::ProgressBar::new(bids.len() as u64);
+            if json || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+            }
+            let report = library
+                .import(&bids, &|done| bar.set_position(done as u64))
+                .await?;
+            bar.finish_and_clear();
+            if json {
+                print_json(&report);
+            } else {
+                println!(
+                    "imported {} bids from {}: {} new, {} updated, {} unchanged ({:.1} s)",
+                    bids.len(),
+                    path.display(),
+                    report.inserted,
+                    report.updated,
+                    report.unchanged,
+                    report.seconds
+                );
+            }
+        }
+        BidsCommand::Search {
+            tender,
+            text,
+            include_lost,
+            sector,
+            region,
+            limit,
+            json,
+        } => {
+            let tender = match (tender, text) {
+                (Some(path), None) => read_tender(&path)?,
+                (None, Some(text)) => crate::bids::Tender {
+                    requirements: crate::bids::search::Requirements::Text(text),
+                    ..Default::default()
+                },
+                _ => {
+                    return Err(Error::InvalidInput(
+                        "give a tender JSON file or --text \"...\" (one of them)".into(),
+                    ));
+                }
+            };
+            let req = crate::bids::SearchRequest {
+                tender,
+                filters: crate::bids::Filters {
+                    include_lost,
+                    sector,
+                    region,
+                    ..Default::default()
+                },
+                limit,
+            };
+            let response = library.search(&req)?;
+            if json {
+                print_json(&response);
+            } else {
+                for (rank, hit) in response.hits.iter().enumerate() {
+                    println!(
+                        "{:>2}. {} [{} {} {}] {}  ({:.4})",
+                        rank + 1,
+                        hit.id,
+                        hit.outcome.as_str(),
+                        hit.language.as_str(),
+                        hit.sector,
+                        hit.title,
+                        hit.score
+                    );
+                    println!("    why: {}", hit.why);
+                    if let Some((field, text)) = hit.highlights.iter().next() {
+                        println!("    {field}: {text}");
+                    }
+                }
+                println!(
+                    "({} hits in {:.1} ms)",
+                    response.hits.len(),
+                    response.took_ms
+                );
+            }
+        }
+        BidsCommand::Draft {
+            tender,
+            format,
+            region,
+        } => {
+            if !matches!(format.as_str(), "md" | "json") {
+                return Err(Error::InvalidInput(format!(
+                    "--format {format:?}: use md or json"
+                )));
+            }
+            let job = crate::bids::draft::DraftJob {
+                tender: read_tender(&tender)?,
+                region,
+                owner_id: None,
+            };
+            let manifest = std::sync::Arc::new(models::Manifest::load(config)?);
+            let shared = std::sync::Arc::new(config.clone());
+            let engines = crate::engines::Engines::new(shared.clone(), manifest.clone());
+            let runtime = tokio::runtime::Handle::current();
+            let draft = tokio::task::spawn_blocking(move || {
+                crate::bids::draft::draft(&library, &engines, &shared, &manifest, &job, &runtime)
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("the draft task failed: {e}")))??;
+            if format == "json" {
+                print_json(&draft);
+            } else {
+                print!("{}", crate::bids::draft::markdown(&draft));
+            }
+        }
+        BidsCommand::Factors { tender, json } => {
+            let factors = crate::bids::factors::factors(&library, &read_tender(&tender)?)?;
+            if json {
+                print_json(&factors);
+            } else {
+                println!("won: {}", factors.won.join(", "));
+                println!("lost: {}", factors.lost.join(", "));
+                for line in &factors.summary {
+                    println!("- {line}");
+                }
+                for f in &factors.feedback_lost {
+                    println!("  lost because {f}");
+                }
+            }
+        }
+        BidsCommand::Reindex => {
+            let n = library.reindex().await?;
+            println!("reindexed {n} bids");
+        }
+        BidsCommand::Delete { id } => {
+            library.delete(&id).await?;
+            println!("deleted bid {id}");
+        }
+        BidsCommand::Outcome {
+            id,
+            outcome,
+            feedback,
+        } => {
+            let outcome = Outcome::parse(&outcome)?;
+            let stored = library
+                .set_outcome(&id, outcome, feedback.as_deref(), None)
+                .await?;
+            println!(
+                "bid {} is now {} (revision {})",
+                id,
+                outcome.as_str(),
+                stored.rev
+            );
+        }
+    }
+    Ok(())
+}
+
+fn read_tender(path: &std::path::Path) -> Result<crate::bids::Tender> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| Error::io("cannot read the tender", path, e))?;
+    serde_json::from_str(&text)
+        .map_err(|e| Error::InvalidInput(format!("{}: not a tender JSON: {e}", path.display())))
 }

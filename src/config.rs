@@ -237,7 +237,7 @@ impl Default for ReviewConfig {
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
-            level: "info,whisper_rs=warn,symphonia_core=off".into(),
+            level: "info,whisper_rs=warn,symphonia_core=off,tantivy=warn".into(),
             format: "text".into(),
         }
     }

@@ -59,12 +59,6 @@ pub enum QuotesCommand {
     },
 }
 
-#[derive(Subcommand, Debug)]
-pub enum EvalCommand {
-    /// Cross-validate the quote model's win probability on a CSV (AUC, log-loss, Brier, ECE).
-    Quotes(EvalQuotesArgs),
-}
-
 #[derive(Args, Debug)]
 pub struct EvalQuotesArgs {
     /// The CSV file, one row per closed deal.
@@ -89,8 +83,7 @@ pub struct EvalQuotesArgs {
     pub json: bool,
 }
 
-pub fn eval_cmd(_config: &Config, cmd: EvalCommand) -> Result<()> {
-    let EvalCommand::Quotes(args) = cmd;
+pub fn eval_quotes(args: EvalQuotesArgs) -> Result<()> {
     let sep = match args.sep.as_bytes() {
         [b] => *b,
         b"\\t" => b'\t',

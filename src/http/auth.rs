@@ -24,6 +24,8 @@ pub const ANY_ROLE: Access = Access::Roles(&Role::ALL);
 pub const ADMIN: Access = Access::Roles(&[Role::Admin]);
 /// Managers and admins.
 pub const MANAGERS: Access = Access::Roles(&[Role::Manager, Role::Admin]);
+/// The bid team, managers and administrators (the bid library and tender drafts).
+pub const BID_TEAM: Access = Access::Roles(&[Role::Bid, Role::Manager, Role::Admin]);
 
 impl Access {
     /// Whether a user with `role` may call.

@@ -5,6 +5,7 @@
 
 mod admin;
 mod auth;
+mod bids;
 mod error;
 mod quotes;
 mod review;
@@ -24,7 +25,7 @@ use tokio::sync::watch;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 
-pub use auth::{ADMIN, ANY_ROLE, Access, Caller, MANAGERS};
+pub use auth::{ADMIN, ANY_ROLE, Access, BID_TEAM, Caller, MANAGERS};
 pub use error::{ErrorBody, Json, status_of};
 
 use crate::config::Config;
@@ -48,6 +49,8 @@ pub struct AppState {
     pub engines: Engines,
     /// The review rules in force (re-read when their file changes).
     pub rules: RulesSource,
+    /// The bid library (database rows and their search index).
+    pub bids: crate::bids::Library,
 }
 
 /// One route: method, path (axum syntax) and who may call it.
@@ -129,6 +132,18 @@ pub fn routes() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             spec(M::GET, "/quotes/fairness", MANAGERS),
             get(quotes::fairness),
         ),
+        (spec(M::POST, "/bids", BID_TEAM), post(bids::put_bid)),
+        (spec(M::GET, "/bids/{id}", BID_TEAM), get(bids::get_bid)),
+        (spec(M::POST, "/bids/search", BID_TEAM), post(bids::search)),
+        (spec(M::POST, "/bids/draft", BID_TEAM), post(bids::draft)),
+        (
+            spec(M::POST, "/bids/factors", BID_TEAM),
+            post(bids::factors),
+        ),
+        (
+            spec(M::POST, "/bids/{id}/outcome", BID_TEAM),
+            post(bids::set_outcome),
+        ),
     ]
 }
 
@@ -188,7 +203,13 @@ pub fn router(state: AppState) -> Router {
         quotes::deal_outcome,
         quotes::recommend,
         quotes::fit,
-        quotes::fairness
+        quotes::fairness,
+        bids::put_bid,
+        bids::get_bid,
+        bids::set_outcome,
+        bids::search,
+        bids::draft,
+        bids::factors
     ),
     modifiers(&BearerAuth)
 )]
