@@ -32,7 +32,11 @@ fn every_route_admits_exactly_its_roles() {
     let revoked = add_user(dir.path(), "gone", "admin", "emea");
     run_ok(dealdesk(dir.path()).args(["users", "revoke", "gone"]));
 
-    let server = Server::start(dealdesk(dir.path()));
+    // A small body limit: the oversized request below then fits in the socket buffers, so the
+    // client reads the 413 instead of racing the server's early close.
+    let mut cmd = dealdesk(dir.path());
+    cmd.env("DEALDESK_SERVER_MAX_BODY_BYTES", "65536");
+    let server = Server::start(cmd);
     let http = client();
     let call = |method: &reqwest::Method, path: &str, token: Option<&str>| {
         let mut req = http
@@ -135,7 +139,7 @@ fn every_route_admits_exactly_its_roles() {
         .post(format!("{}/admin/users", server.url))
         .bearer_auth(admin)
         .header("content-type", "application/json")
-        .body(format!("{{\"name\": \"{}\"}}", "x".repeat(3 * 1024 * 1024)))
+        .body(format!("{{\"name\": \"{}\"}}", "x".repeat(100 * 1024)))
         .send()
         .unwrap();
     expect_error(resp, StatusCode::PAYLOAD_TOO_LARGE, "oversized body");
