@@ -24,6 +24,7 @@
 
 pub mod app;
 pub mod asr;
+pub mod calls;
 pub mod cli;
 pub mod config;
 pub mod engines;

@@ -1,0 +1,5 @@
+//! Call analysis: a recording (or an imported transcript) becomes a timestamped transcript,
+//! grounded commitments that turn into tasks, and categorized objections with playbook answers.
+//!
+//! * [`dates`] — deadline phrases (English, Mandarin) resolved against the call date in code.
+pub mod dates;
