@@ -3,3 +3,8 @@
 //!
 //! * [`dates`] — deadline phrases (English, Mandarin) resolved against the call date in code.
 pub mod dates;
+pub mod transcript;
+pub mod grounding;
+pub mod candidates;
+pub mod extract;
+pub mod playbook;
