@@ -42,6 +42,16 @@ pub fn job_registry(state: &AppState) -> Registry {
         let report = blobs.verify_all(&ctx.runtime, &|p| ctx.set_progress(p))?;
         Ok(serde_json::to_value(report).expect("report serializes"))
     });
+    let analyzer = crate::calls::pipeline::Analyzer {
+        db: state.db.clone(),
+        blobs: state.blobs.clone(),
+        engines: state.engines.clone(),
+        config: state.config.clone(),
+    };
+    registry.register(
+        crate::calls::pipeline::ANALYZE_JOB,
+        move |ctx: &JobContext| analyzer.run(ctx),
+    );
     registry
 }
 

@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
+mod calls;
+
 use crate::asr;
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -45,6 +47,13 @@ pub enum Command {
     Transcribe(TranscribeArgs),
     /// Run the local LLM on one prompt (a quick check of the model and its speed).
     Generate(GenerateArgs),
+    /// Analyze a call recording: transcript, commitments, objections.
+    Analyze(calls::AnalyzeArgs),
+    /// Extract commitments and objections from a transcript (no speech recognition).
+    Extract(calls::ExtractArgs),
+    /// Measure against labelled data.
+    #[command(subcommand)]
+    Eval(calls::EvalCommand),
 }
 
 #[derive(Args, Debug)]
@@ -214,6 +223,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Demo(args) => runtime.block_on(demo(&config, args)),
         Command::Transcribe(args) => transcribe(&config, args),
         Command::Generate(args) => generate(&config, args),
+        Command::Analyze(args) => calls::analyze(&config, args),
+        Command::Extract(args) => calls::extract(&config, args),
+        Command::Eval(cmd) => calls::eval(&config, cmd),
     }
 }
 

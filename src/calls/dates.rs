@@ -132,7 +132,15 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let mp = (5 * doy + 2) / 153;
     let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
+    (
+        if m <= 2 {
+            yoe + era * 400 + 1
+        } else {
+            yoe + era * 400
+        },
+        m,
+        d,
+    )
 }
 
 /// A deadline found in an utterance.
@@ -168,21 +176,71 @@ const EN_MONTHS: [&str; 12] = [
     "december",
 ];
 const EN_NUMBERS: [&str; 31] = [
-    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
-    "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
-    "nineteen", "twenty", "twenty one", "twenty two", "twenty three", "twenty four",
-    "twenty five", "twenty six", "twenty seven", "twenty eight", "twenty nine", "thirty",
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+    "twenty",
+    "twenty one",
+    "twenty two",
+    "twenty three",
+    "twenty four",
+    "twenty five",
+    "twenty six",
+    "twenty seven",
+    "twenty eight",
+    "twenty nine",
+    "thirty",
 ];
 const EN_ORDINALS: [&str; 20] = [
-    "", "first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth",
-    "tenth", "eleventh", "twelfth", "thirteenth", "fourteenth", "fifteenth", "sixteenth",
-    "seventeenth", "eighteenth", "nineteenth",
+    "",
+    "first",
+    "second",
+    "third",
+    "fourth",
+    "fifth",
+    "sixth",
+    "seventh",
+    "eighth",
+    "ninth",
+    "tenth",
+    "eleventh",
+    "twelfth",
+    "thirteenth",
+    "fourteenth",
+    "fifteenth",
+    "sixteenth",
+    "seventeenth",
+    "eighteenth",
+    "nineteenth",
 ];
 
 /// Words that tie a deadline to a future event (no date), English, used when no dated phrase
 /// is present ("when the new wing opens", "once I have your cost model", "from this summer").
 const EN_EVENT: [&str; 5] = ["when", "once", "after", "from", "as soon as"];
-const EN_VAGUE: [&str; 5] = ["as soon as possible", "asap", "soon", "later", "at some point"];
+const EN_VAGUE: [&str; 5] = [
+    "as soon as possible",
+    "asap",
+    "soon",
+    "later",
+    "at some point",
+];
 /// Mandarin event anchors; they override a dated phrase that follows them
 /// ("名单确定以后，我们两周内完成").
 const ZH_EVENT: [&str; 4] = ["以后", "之后", "出来后", "出来以后"];
@@ -213,7 +271,10 @@ impl<'a> Words<'a> {
     fn new(text: &'a str) -> Words<'a> {
         let mut words = Vec::new();
         let mut start = None;
-        for (i, c) in text.char_indices().chain(std::iter::once((text.len(), ' '))) {
+        for (i, c) in text
+            .char_indices()
+            .chain(std::iter::once((text.len(), ' ')))
+        {
             let part = c.is_alphanumeric() || c == '\'' || c == '’';
             match (part, start) {
                 (true, None) => start = Some(i),
@@ -244,7 +305,9 @@ impl<'a> Words<'a> {
 
     /// The spoken text of words `i..j`, with a preceding "by"/"on"/"within"... kept.
     fn span(&self, i: usize, j: usize) -> String {
-        let i = if i > 0 && ["by", "on", "within", "in", "until", "before", "at"].contains(&self.get(i - 1)) {
+        let i = if i > 0
+            && ["by", "on", "within", "in", "until", "before", "at"].contains(&self.get(i - 1))
+        {
             i - 1
         } else {
             i
@@ -300,8 +363,8 @@ fn find_en(utterance: &str, d: Date) -> Option<Deadline> {
         text: w.span(i, j),
         date,
     };
-    if let Some(hit) =
-        (0..w.words.len()).find_map(|i| en_phrase_at(&w, i, d).map(|(len, date)| found(i, i + len, date)))
+    if let Some(hit) = (0..w.words.len())
+        .find_map(|i| en_phrase_at(&w, i, d).map(|(len, date)| found(i, i + len, date)))
     {
         return Some(hit);
     }
@@ -341,12 +404,22 @@ fn en_phrase_at(w: &Words, i: usize, d: Date) -> Option<(usize, Option<Date>)> {
     if let Some(n) = w.at(i, "the end of next month") {
         return Some((n, Some(d.month_end(1))));
     }
-    for p in ["the end of the month", "the end of this month", "this month", "month end"] {
+    for p in [
+        "the end of the month",
+        "the end of this month",
+        "this month",
+        "month end",
+    ] {
         if let Some(n) = w.at(i, p) {
             return Some((n, Some(d.month_end(0))));
         }
     }
-    for p in ["the end of the quarter", "the end of this quarter", "quarter end", "this quarter"] {
+    for p in [
+        "the end of the quarter",
+        "the end of this quarter",
+        "quarter end",
+        "this quarter",
+    ] {
         if let Some(n) = w.at(i, p) {
             return Some((n, Some(d.quarter_end())));
         }
@@ -391,7 +464,12 @@ fn en_phrase_at(w: &Words, i: usize, d: Date) -> Option<(usize, Option<Date>)> {
     }
     // "the twentieth of March", "20 March", "March 20th".
     let (y, _, _) = d.civil();
-    let month_at = |k: usize| EN_MONTHS.iter().position(|m| *m == w.get(k)).map(|m| m as u32 + 1);
+    let month_at = |k: usize| {
+        EN_MONTHS
+            .iter()
+            .position(|m| *m == w.get(k))
+            .map(|m| m as u32 + 1)
+    };
     let start = if w.get(i) == "the" { i + 1 } else { i };
     if let Some((day, len)) = w.day_of_month(start) {
         let mut k = start + len;
@@ -493,10 +571,13 @@ fn find_zh(utterance: &str, d: Date) -> Option<Deadline> {
         });
     }
     hit.or_else(|| {
-        ZH_VAGUE.iter().find(|v| utterance.contains(*v)).map(|v| Deadline {
-            text: (*v).to_string(),
-            date: None,
-        })
+        ZH_VAGUE
+            .iter()
+            .find(|v| utterance.contains(*v))
+            .map(|v| Deadline {
+                text: (*v).to_string(),
+                date: None,
+            })
     })
 }
 
@@ -570,11 +651,21 @@ fn zh_phrase_at(s: &[char], d: Date) -> Option<(usize, Option<Date>)> {
     // N天内 / N周内 / N个星期内 / 3月20日.
     let (n, len) = zh_number(&text)?;
     let rest: String = s.iter().skip(len).take(4).collect();
-    for (unit, days) in [("天", 1), ("周", 7), ("个星期", 7), ("星期", 7), ("个礼拜", 7)] {
+    for (unit, days) in [
+        ("天", 1),
+        ("周", 7),
+        ("个星期", 7),
+        ("星期", 7),
+        ("个礼拜", 7),
+    ] {
         if rest.starts_with(unit) {
             let after: String = rest.chars().skip(unit.chars().count()).collect();
-            if after.starts_with('内') || after.starts_with("之内") || after.starts_with("以内") {
-                return Some((len + unit.chars().count(), Some(d.add_days(days * n as i64))));
+            if after.starts_with('内') || after.starts_with("之内") || after.starts_with("以内")
+            {
+                return Some((
+                    len + unit.chars().count(),
+                    Some(d.add_days(days * n as i64)),
+                ));
             }
         }
     }
@@ -608,8 +699,14 @@ mod tests {
         assert_eq!(d.month_end(1).to_string(), "2026-04-30");
         assert_eq!(d.month_end(10).to_string(), "2027-01-31");
         assert_eq!(d.quarter_end().to_string(), "2026-03-31");
-        assert_eq!(Date::parse("2026-11-02").unwrap().quarter_end().to_string(), "2026-12-31");
-        assert_eq!(Date::parse("2028-02-01").unwrap().month_end(0).to_string(), "2028-02-29");
+        assert_eq!(
+            Date::parse("2026-11-02").unwrap().quarter_end().to_string(),
+            "2026-12-31"
+        );
+        assert_eq!(
+            Date::parse("2028-02-01").unwrap().month_end(0).to_string(),
+            "2028-02-29"
+        );
         assert!(Date::parse("2026-02-30").is_err());
         assert!(Date::parse("10/03/2026").is_err());
         assert_eq!(Date::parse("1970-01-01").unwrap().weekday(), 3);
@@ -621,38 +718,82 @@ mod tests {
         let cases: &[(&str, &str, Option<&str>)] = &[
             ("I'll send it today.", "2026-03-10", Some("2026-03-10")),
             ("我今天发给您。", "2026-03-10", Some("2026-03-10")),
-            ("You'll have it by tomorrow.", "2026-03-10", Some("2026-03-11")),
+            (
+                "You'll have it by tomorrow.",
+                "2026-03-10",
+                Some("2026-03-11"),
+            ),
             ("我明天把数据发给你们。", "2026-03-10", Some("2026-03-11")),
-            ("I'll send a revised price sheet by Friday.", "2026-03-10", Some("2026-03-13")),
+            (
+                "I'll send a revised price sheet by Friday.",
+                "2026-03-10",
+                Some("2026-03-13"),
+            ),
             ("I'll call you on Friday.", "2026-03-10", Some("2026-03-13")),
             ("我周五前给您答复。", "2026-03-10", Some("2026-03-13")),
             ("星期五我发给您。", "2026-03-10", Some("2026-03-13")),
             ("I'll do it this Friday.", "2026-03-10", Some("2026-03-13")),
             ("我本周五前把材料发给您。", "2026-03-10", Some("2026-03-13")),
             ("这周五我过来。", "2026-03-10", Some("2026-03-13")),
-            ("I'll set up a test next Wednesday.", "2026-03-10", Some("2026-03-18")),
+            (
+                "I'll set up a test next Wednesday.",
+                "2026-03-10",
+                Some("2026-03-18"),
+            ),
             ("下周三我带技术人员过去。", "2026-03-10", Some("2026-03-18")),
             ("下星期三见。", "2026-03-10", Some("2026-03-18")),
             ("We'll start next Monday.", "2026-03-10", Some("2026-03-16")),
             ("下周一给您送过去。", "2026-03-10", Some("2026-03-16")),
-            ("I'll brief her myself next week.", "2026-03-10", Some("2026-03-20")),
+            (
+                "I'll brief her myself next week.",
+                "2026-03-10",
+                Some("2026-03-20"),
+            ),
             ("下周我们再联系。", "2026-03-10", Some("2026-03-20")),
-            ("I'll send it by the end of the week.", "2026-03-10", Some("2026-03-13")),
+            (
+                "I'll send it by the end of the week.",
+                "2026-03-10",
+                Some("2026-03-13"),
+            ),
             ("我本周内给您。", "2026-03-10", Some("2026-03-13")),
             ("这周内发。", "2026-03-10", Some("2026-03-13")),
-            ("I'll send the list by the end of the month.", "2026-03-10", Some("2026-03-31")),
+            (
+                "I'll send the list by the end of the month.",
+                "2026-03-10",
+                Some("2026-03-31"),
+            ),
             ("我月底前把报价单发给您。", "2026-03-10", Some("2026-03-31")),
             ("月底给你。", "2026-03-10", Some("2026-03-31")),
-            ("We'll sign by the end of next month.", "2026-03-10", Some("2026-04-30")),
+            (
+                "We'll sign by the end of next month.",
+                "2026-03-10",
+                Some("2026-04-30"),
+            ),
             ("我们下个月底签。", "2026-03-10", Some("2026-04-30")),
-            ("We'll decide by the end of the quarter.", "2026-03-10", Some("2026-03-31")),
+            (
+                "We'll decide by the end of the quarter.",
+                "2026-03-10",
+                Some("2026-03-31"),
+            ),
             ("季度末之前决定。", "2026-03-10", Some("2026-03-31")),
-            ("You'll hear from us in ten days.", "2026-03-10", Some("2026-03-20")),
+            (
+                "You'll hear from us in ten days.",
+                "2026-03-10",
+                Some("2026-03-20"),
+            ),
             ("我十天内给您答复。", "2026-03-10", Some("2026-03-20")),
-            ("You'll have their letter within two weeks.", "2026-03-10", Some("2026-03-24")),
+            (
+                "You'll have their letter within two weeks.",
+                "2026-03-10",
+                Some("2026-03-24"),
+            ),
             ("我两周内给你们答复。", "2026-03-10", Some("2026-03-24")),
             ("I'll send it in 3 days.", "2026-03-10", Some("2026-03-13")),
-            ("We'll deliver on the twentieth of March.", "2026-03-10", Some("2026-03-20")),
+            (
+                "We'll deliver on the twentieth of March.",
+                "2026-03-10",
+                Some("2026-03-20"),
+            ),
             ("我3月20日前交付。", "2026-03-10", Some("2026-03-20")),
             ("我三月二十日前交付。", "2026-03-10", Some("2026-03-20")),
             ("Deliver on March 20th.", "2026-03-10", Some("2026-03-20")),
@@ -669,52 +810,112 @@ mod tests {
     #[test]
     fn resolves_the_examples_of_the_guidelines() {
         let cases: &[(&str, &str, &str)] = &[
-            ("I'll send the revised proposal by Friday instead.", "2026-03-25", "2026-03-27"),
-            ("I'll set up a meeting with her for next Wednesday.", "2026-03-25", "2026-04-01"),
-            ("I'll send you the list by the end of the month.", "2026-03-25", "2026-03-31"),
-            ("I'll send you our promotion calendar by next Friday.", "2026-05-12", "2026-05-22"),
+            (
+                "I'll send the revised proposal by Friday instead.",
+                "2026-03-25",
+                "2026-03-27",
+            ),
+            (
+                "I'll set up a meeting with her for next Wednesday.",
+                "2026-03-25",
+                "2026-04-01",
+            ),
+            (
+                "I'll send you the list by the end of the month.",
+                "2026-03-25",
+                "2026-03-31",
+            ),
+            (
+                "I'll send you our promotion calendar by next Friday.",
+                "2026-05-12",
+                "2026-05-22",
+            ),
             ("I'll bring them on Tuesday.", "2026-04-16", "2026-04-21"),
-            ("I'll be at your plant next Tuesday at eight.", "2026-04-16", "2026-04-21"),
+            (
+                "I'll be at your plant next Tuesday at eight.",
+                "2026-04-16",
+                "2026-04-21",
+            ),
             ("下周三我过去。", "2026-05-27", "2026-06-03"),
             ("我月底前发给您。", "2026-05-27", "2026-05-31"),
             ("我两周内给你们答复。", "2026-05-27", "2026-06-10"),
             ("我明天发给你们。", "2026-05-27", "2026-05-28"),
             ("我本周五前把认证材料发给您。", "2026-06-03", "2026-06-05"),
-            ("I'll send it by Wednesday evening.", "2026-05-12", "2026-05-13"),
-            ("I'll take it to the panel on the twenty eighth of May.", "2026-05-12", "2026-05-28"),
+            (
+                "I'll send it by Wednesday evening.",
+                "2026-05-12",
+                "2026-05-13",
+            ),
+            (
+                "I'll take it to the panel on the twenty eighth of May.",
+                "2026-05-12",
+                "2026-05-28",
+            ),
         ];
         for (utterance, d, want) in cases {
-            assert_eq!(resolve(utterance, d).as_deref(), Some(*want), "{utterance:?}");
+            assert_eq!(
+                resolve(utterance, d).as_deref(),
+                Some(*want),
+                "{utterance:?}"
+            );
         }
     }
 
     #[test]
     fn a_bare_weekday_on_that_weekday_is_a_week_later() {
         // 2026-03-13 is a Friday.
-        assert_eq!(resolve("I'll send it by Friday.", "2026-03-13").as_deref(), Some("2026-03-20"));
-        assert_eq!(resolve("周五前发给您。", "2026-03-13").as_deref(), Some("2026-03-20"));
+        assert_eq!(
+            resolve("I'll send it by Friday.", "2026-03-13").as_deref(),
+            Some("2026-03-20")
+        );
+        assert_eq!(
+            resolve("周五前发给您。", "2026-03-13").as_deref(),
+            Some("2026-03-20")
+        );
         // "next Friday" on a Monday is not this week's Friday.
-        assert_eq!(resolve("next Friday", "2026-03-09").as_deref(), Some("2026-03-20"));
+        assert_eq!(
+            resolve("next Friday", "2026-03-09").as_deref(),
+            Some("2026-03-20")
+        );
     }
 
     #[test]
     fn event_anchored_and_vague_deadlines_have_no_date() {
         for (utterance, text) in [
             ("We'll deliver them when the new wing opens.", Some("when")),
-            ("I'll give you a decision once I have your cost model.", Some("once")),
-            ("From this summer, we will hold four weeks of safety stock.", Some("From")),
-            ("I'll send it as soon as possible.", Some("as soon as possible")),
+            (
+                "I'll give you a decision once I have your cost model.",
+                Some("once"),
+            ),
+            (
+                "From this summer, we will hold four weeks of safety stock.",
+                Some("From"),
+            ),
+            (
+                "I'll send it as soon as possible.",
+                Some("as soon as possible"),
+            ),
             ("I'll get back to you soon.", Some("soon")),
-            ("名单确定以后，我们两周内完成试点部署。", Some("名单确定以后")),
+            (
+                "名单确定以后，我们两周内完成试点部署。",
+                Some("名单确定以后"),
+            ),
             ("等报价出来我自己跟他汇报。", Some("等")),
             ("我尽快发给您。", Some("尽快")),
             ("试用完两周内给您答复。", Some("试用完两周内给您答复")),
         ] {
             let found = find_deadline(utterance, Date::parse("2026-03-10").unwrap());
-            assert_eq!(found.as_ref().and_then(|f| f.date), None, "{utterance:?}: {found:?}");
+            assert_eq!(
+                found.as_ref().and_then(|f| f.date),
+                None,
+                "{utterance:?}: {found:?}"
+            );
             if let Some(text) = text {
                 let found = found.unwrap_or_else(|| panic!("{utterance:?} has a deadline"));
-                assert!(found.text.contains(text) || text.contains(&found.text), "{utterance:?}: {found:?}");
+                assert!(
+                    found.text.contains(text) || text.contains(&found.text),
+                    "{utterance:?}: {found:?}"
+                );
             }
         }
     }
@@ -722,19 +923,36 @@ mod tests {
     #[test]
     fn keeps_the_deadline_words_as_spoken() {
         let d = Date::parse("2026-03-25").unwrap();
-        assert_eq!(find_deadline("I'll send it by Friday instead.", d).unwrap().text, "by Friday");
         assert_eq!(
-            find_deadline("I'll send it by the end of the month.", d).unwrap().text,
+            find_deadline("I'll send it by Friday instead.", d)
+                .unwrap()
+                .text,
+            "by Friday"
+        );
+        assert_eq!(
+            find_deadline("I'll send it by the end of the month.", d)
+                .unwrap()
+                .text,
             "by the end of the month"
         );
-        assert_eq!(find_deadline("我月底前把报价单发给您。", d).unwrap().text, "月底前");
-        assert_eq!(find_deadline("我两周内给你们答复。", d).unwrap().text, "两周内");
+        assert_eq!(
+            find_deadline("我月底前把报价单发给您。", d).unwrap().text,
+            "月底前"
+        );
+        assert_eq!(
+            find_deadline("我两周内给你们答复。", d).unwrap().text,
+            "两周内"
+        );
     }
 
     #[test]
     fn utterances_without_deadlines() {
         let d = Date::parse("2026-03-25").unwrap();
-        for u in ["I'll prepare a short summary for that meeting.", "我会把材料发给您。", "Thanks, talk to you then."] {
+        for u in [
+            "I'll prepare a short summary for that meeting.",
+            "我会把材料发给您。",
+            "Thanks, talk to you then.",
+        ] {
             assert_eq!(find_deadline(u, d), None, "{u:?}");
         }
     }

@@ -217,7 +217,13 @@ pub fn extract(
     };
     let total = (cands.commitments.len() + cands.objections.len()).max(1) as f32;
     let mut asked = 0usize;
-    let mut ask = |prompt: &Prompt, key: &str, choices: &[&str], s: &Sentence, stats: &mut PassStats, dropped: &mut Dropped| -> Result<Option<String>> {
+    let mut ask = |prompt: &Prompt,
+                   key: &str,
+                   choices: &[&str],
+                   s: &Sentence,
+                   stats: &mut PassStats,
+                   dropped: &mut Dropped|
+     -> Result<Option<String>> {
         let started = Instant::now();
         let answer = ask_enum(llm, prompt, key, choices, &s.text, opts.timeout);
         stats.llm_questions += 1;
@@ -274,7 +280,11 @@ pub fn extract(
 
     let op = Prompt::objection();
     let mut objections = Vec::new();
-    let choices: Vec<&str> = Category::ALL.iter().map(|c| c.as_str()).chain(["none"]).collect();
+    let choices: Vec<&str> = Category::ALL
+        .iter()
+        .map(|c| c.as_str())
+        .chain(["none"])
+        .collect();
     for s in &cands.objections {
         let seg = &t.segments[s.segment];
         let Some(raiser) = seg.speaker.as_deref().and_then(|n| t.participant(n)) else {
@@ -366,7 +376,12 @@ fn ask_enum(
         .and_then(|v| v.as_str())
         .filter(|v| choices.contains(v))
         .map(str::to_string)
-        .ok_or_else(|| Error::Internal(format!("model answer {} is not one of the choices", out.text)))
+        .ok_or_else(|| {
+            Error::Internal(format!(
+                "model answer {} is not one of the choices",
+                out.text
+            ))
+        })
 }
 
 /// The action words of a promise: the quote after its subject and modal, without the
@@ -391,16 +406,33 @@ pub fn action_of(quote: &str, deadline: Option<&str>) -> String {
         }
     }
     let s = s
-        .trim_end_matches(|c: char| c.is_ascii_punctuation() || "。！？；，".contains(c) || c.is_whitespace())
+        .trim_end_matches(|c: char| {
+            c.is_ascii_punctuation() || "。！？；，".contains(c) || c.is_whitespace()
+        })
         .trim_end_matches(" instead")
         .trim();
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
+    s.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace(" ,", ",")
 }
 
 /// Words that mark a correction of something just said.
 const CORRECTIONS: [&str; 14] = [
-    "instead", "actually", "scratch", "forget", "let me correct", "correction", "change that",
-    "on second thought", "不对", "改成", "改为", "不好意思", "更正", "算了",
+    "instead",
+    "actually",
+    "scratch",
+    "forget",
+    "let me correct",
+    "correction",
+    "change that",
+    "on second thought",
+    "不对",
+    "改成",
+    "改为",
+    "不好意思",
+    "更正",
+    "算了",
 ];
 
 fn corrects(text: &str) -> bool {
@@ -411,7 +443,11 @@ fn corrects(text: &str) -> bool {
 /// The deterministic checks on commitments: owner is a participant, quote is grounded in its
 /// turn, a promise replaced by the same owner within three turns with correction words is
 /// dropped as withdrawn, and overlapping promises of one owner are merged.
-pub fn check_commitments(items: Vec<Commitment>, t: &CallTranscript, dropped: &mut Dropped) -> Vec<Commitment> {
+pub fn check_commitments(
+    items: Vec<Commitment>,
+    t: &CallTranscript,
+    dropped: &mut Dropped,
+) -> Vec<Commitment> {
     let items = grounded(items, t, dropped, |c| (&c.owner, &c.quote, c.turn));
     let mut kept: Vec<Commitment> = Vec::new();
     for (i, c) in items.iter().enumerate() {
@@ -419,11 +455,17 @@ pub fn check_commitments(items: Vec<Commitment>, t: &CallTranscript, dropped: &m
             later.owner == c.owner
                 && later.turn > c.turn
                 && later.turn <= c.turn + 3
-                && t.segments.iter().find(|s| s.id == later.turn).is_some_and(|s| corrects(&s.text))
+                && t.segments
+                    .iter()
+                    .find(|s| s.id == later.turn)
+                    .is_some_and(|s| corrects(&s.text))
         });
         if replaced {
             dropped.withdrawn += 1;
-        } else if kept.iter().any(|k| k.owner == c.owner && quotes_overlap(&k.quote, &c.quote)) {
+        } else if kept
+            .iter()
+            .any(|k| k.owner == c.owner && quotes_overlap(&k.quote, &c.quote))
+        {
             dropped.duplicates += 1;
         } else {
             kept.push(c.clone());
@@ -435,17 +477,37 @@ pub fn check_commitments(items: Vec<Commitment>, t: &CallTranscript, dropped: &m
 /// The deterministic checks on objections: the raiser is a customer-side participant, the
 /// quote is grounded, one objection per turn, and a concern the same person repeats in the
 /// same category within three turns is merged into the first.
-pub fn check_objections(items: Vec<Objection>, t: &CallTranscript, dropped: &mut Dropped) -> Vec<Objection> {
+pub fn check_objections(
+    items: Vec<Objection>,
+    t: &CallTranscript,
+    dropped: &mut Dropped,
+) -> Vec<Objection> {
     let items = grounded(items, t, dropped, |o| (&o.raised_by, &o.quote, o.turn));
     let mut kept: Vec<Objection> = Vec::new();
     for o in items {
-        let seller = t.participant(&o.raised_by).is_some_and(|p| p.side == Side::Seller);
+        let seller = t
+            .participant(&o.raised_by)
+            .is_some_and(|p| p.side == Side::Seller);
         if seller {
             dropped.unattributed += 1;
-        } else if kept.iter().any(|k| {
-            k.turn == o.turn
-                || (k.raised_by == o.raised_by && k.category == o.category && o.turn <= k.turn + 3)
-        }) {
+        } else if let Some(k) = kept.iter_mut().find(|k| k.turn == o.turn) {
+            // Several sentences of one turn: one objection quoting from the first to the last,
+            // in the category of its longest sentence.
+            if let Some(seg) = t.segments.iter().find(|s| s.id == o.turn)
+                && let (Some(a), Some(b)) = (seg.text.find(&k.quote), seg.text.find(&o.quote))
+            {
+                if o.quote.chars().count() > k.quote.chars().count() {
+                    k.category = o.category;
+                    k.answer = o.answer.clone();
+                }
+                let (start, end) = (a.min(b), (a + k.quote.len()).max(b + o.quote.len()));
+                k.quote = seg.text[start..end].to_string();
+            }
+            dropped.duplicates += 1;
+        } else if kept
+            .iter()
+            .any(|k| k.raised_by == o.raised_by && k.category == o.category && o.turn <= k.turn + 3)
+        {
             dropped.duplicates += 1;
         } else {
             kept.push(o);
@@ -469,7 +531,10 @@ fn grounded<T>(
                 dropped.ungrounded += 1;
                 return false;
             };
-            let spoken_by_them = seg.speaker.as_deref().is_some_and(|s| super::transcript::same_name(s, person));
+            let spoken_by_them = seg
+                .speaker
+                .as_deref()
+                .is_some_and(|s| super::transcript::same_name(s, person));
             if t.participant(person).is_none() || !spoken_by_them {
                 dropped.unattributed += 1;
                 false
@@ -485,9 +550,24 @@ fn grounded<T>(
 
 /// Acceptance words a customer uses when a concern is settled.
 const ACCEPTANCE: [&str; 18] = [
-    "that works", "works for us", "is fine", "that's fine", "not worried", "not really worried",
-    "much better", "we can live with", "acceptable", "can accept", "sounds good", "that helps",
-    "没问题", "可以接受", "来得及", "那就好", "放心了", "这个可以",
+    "that works",
+    "works for us",
+    "is fine",
+    "that's fine",
+    "not worried",
+    "not really worried",
+    "much better",
+    "we can live with",
+    "acceptable",
+    "can accept",
+    "sounds good",
+    "that helps",
+    "没问题",
+    "可以接受",
+    "来得及",
+    "那就好",
+    "放心了",
+    "这个可以",
 ];
 
 /// Whether, after the objection at segment `at`, a seller answered and a customer then

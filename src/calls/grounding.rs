@@ -61,7 +61,10 @@ mod tests {
 
     #[test]
     fn normalization_ignores_case_space_punctuation_and_width() {
-        assert_eq!(normalize("I'll send it — by Friday!"), normalize("ill SEND it by friday"));
+        assert_eq!(
+            normalize("I'll send it — by Friday!"),
+            normalize("ill SEND it by friday")
+        );
         assert_eq!(normalize("月底前，发给您。"), normalize("月底前发给您"));
         assert_eq!(normalize("ＡＢＣ１２"), normalize("abc12"));
     }
@@ -70,19 +73,34 @@ mod tests {
     fn grounded_quotes_must_occur_in_the_text() {
         let turn = "That's useful to know. I'll pull your seat usage report and share it with you tomorrow.";
         assert!(is_grounded("I'll pull your seat usage report", turn));
-        assert!(is_grounded("ill pull your SEAT usage report, and", "x ill pull your seat usage report and y"));
+        assert!(is_grounded(
+            "ill pull your SEAT usage report, and",
+            "x ill pull your seat usage report and y"
+        ));
         assert!(!is_grounded("I'll send you a fifty percent discount", turn));
         assert!(!is_grounded("...", turn), "an empty quote grounds nothing");
-        assert!(is_grounded("下周三我带技术人员去", "这个我们可以帮忙。下周三我带技术人员去你们场地。"));
+        assert!(is_grounded(
+            "下周三我带技术人员去",
+            "这个我们可以帮忙。下周三我带技术人员去你们场地。"
+        ));
     }
 
     #[test]
     fn overlap_follows_the_evaluator_rule() {
         let gold = "I'll send the revised proposal by Friday instead";
         let whole = "Our finance team has to approve any one year option, so I'll send the revised proposal by Friday instead.";
-        assert!(quotes_overlap(gold, whole), "a sentence containing the gold span overlaps it");
-        assert!(!quotes_overlap(gold, "I'll prepare a short summary for that meeting"));
+        assert!(
+            quotes_overlap(gold, whole),
+            "a sentence containing the gold span overlaps it"
+        );
+        assert!(!quotes_overlap(
+            gold,
+            "I'll prepare a short summary for that meeting"
+        ));
         assert_eq!(overlap("abc", ""), 0.0);
-        assert_eq!(longest_common_substring(&normalize("xabcy"), &normalize("zabcw")), 3);
+        assert_eq!(
+            longest_common_substring(&normalize("xabcy"), &normalize("zabcw")),
+            3
+        );
     }
 }

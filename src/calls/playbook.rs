@@ -63,7 +63,10 @@ mod tests {
         let book = Playbook::new(None);
         for c in Category::ALL {
             assert!(book.answer(c, "en").len() > 40, "{c:?}");
-            assert!(book.answer(c, "zh").chars().any(|ch| ch > '\u{4e00}'), "{c:?}");
+            assert!(
+                book.answer(c, "zh").chars().any(|ch| ch > '\u{4e00}'),
+                "{c:?}"
+            );
         }
         assert!(book.answer(Category::Price, "en").contains("value"));
         assert!(book.answer(Category::Price, "zh").contains("价值"));
@@ -75,10 +78,20 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("en")).unwrap();
         let book = Playbook::new(Some(dir.path()));
         let before = book.answer(Category::Budget, "en");
-        std::fs::write(dir.path().join("en/budget.md"), "Offer a pilot paid from next year's budget.\n").unwrap();
-        assert_eq!(book.answer(Category::Budget, "en"), "Offer a pilot paid from next year's budget.");
+        std::fs::write(
+            dir.path().join("en/budget.md"),
+            "Offer a pilot paid from next year's budget.\n",
+        )
+        .unwrap();
+        assert_eq!(
+            book.answer(Category::Budget, "en"),
+            "Offer a pilot paid from next year's budget."
+        );
         assert_ne!(before, book.answer(Category::Budget, "en"));
         // Other categories and languages keep their built-in answers.
-        assert_eq!(book.answer(Category::Price, "zh"), Playbook::new(None).answer(Category::Price, "zh"));
+        assert_eq!(
+            book.answer(Category::Price, "zh"),
+            Playbook::new(None).answer(Category::Price, "zh")
+        );
     }
 }

@@ -74,15 +74,50 @@ impl CallTranscript {
     pub fn load(path: &Path) -> Result<CallTranscript> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::io("cannot read the transcript", path, e))?;
-        Self::from_json(&text)
-            .map_err(|e| Error::InvalidInput(format!("{}: {e}", path.display())))
+        Self::from_json(&text).map_err(|e| Error::InvalidInput(format!("{}: {e}", path.display())))
+    }
+
+    /// A transcript from Whisper's output. Segments stay unattributed unless the recording
+    /// was transcribed per channel, in which case channel `i` is `participants[i]`; names are
+    /// never invented.
+    pub fn from_asr(
+        asr: &crate::asr::Transcript,
+        participants: Vec<Participant>,
+        call_date: Option<Date>,
+    ) -> CallTranscript {
+        let segments = asr
+            .segments
+            .iter()
+            .enumerate()
+            .map(|(i, s)| Segment {
+                id: i as u32,
+                speaker: s
+                    .channel
+                    .and_then(|c| participants.get(c as usize))
+                    .map(|p| p.name.clone()),
+                start_ms: s.start_ms,
+                end_ms: s.end_ms,
+                text: s.text.trim().to_string(),
+            })
+            .collect();
+        CallTranscript {
+            call_id: None,
+            language: asr.language.clone(),
+            call_date,
+            title: String::new(),
+            participants,
+            segments,
+        }
     }
 
     /// Checks the invariants the pipeline relies on.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::InvalidInput(m));
         if !matches!(self.language.as_str(), "en" | "zh") {
-            return bad(format!("language {:?}: use \"en\" or \"zh\"", self.language));
+            return bad(format!(
+                "language {:?}: use \"en\" or \"zh\"",
+                self.language
+            ));
         }
         if self.segments.is_empty() {
             return bad("the transcript has no segments".into());
@@ -91,7 +126,10 @@ impl CallTranscript {
             if p.name.trim().is_empty() {
                 return bad(format!("participant {i} has no name"));
             }
-            if self.participants[..i].iter().any(|q| same_name(&q.name, &p.name)) {
+            if self.participants[..i]
+                .iter()
+                .any(|q| same_name(&q.name, &p.name))
+            {
                 return bad(format!("participant {:?} is listed twice", p.name));
             }
         }
@@ -138,7 +176,12 @@ impl CallTranscript {
 
 /// Names compared after case and whitespace normalization.
 pub fn same_name(a: &str, b: &str) -> bool {
-    let norm = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+    let norm = |s: &str| {
+        s.split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_lowercase()
+    };
     norm(a) == norm(b)
 }
 
@@ -151,7 +194,8 @@ mod tests {
     #[test]
     fn imports_every_dev_transcript() {
         for call in ["en-01", "en-02", "en-03", "en-04", "zh-01", "zh-02"] {
-            let t = CallTranscript::load(&Path::new(EVAL).join(call).join("transcript.json")).unwrap();
+            let t =
+                CallTranscript::load(&Path::new(EVAL).join(call).join("transcript.json")).unwrap();
             assert!(t.segments.len() >= 30, "{call}");
             assert!(t.call_date.is_some());
             assert!(t.segments.iter().all(|s| t.side_of(s).is_some()));
@@ -166,8 +210,15 @@ mod tests {
         for (bad, why) in [
             (ok.replace("\"en\"", "\"fr\""), "language"),
             (ok.replace("2026-03-10", "2026-13-10"), "date"),
-            (ok.replace("\"speaker\":\"A\"", "\"speaker\":\"B\""), "not among the participants"),
-            (ok.replace("\"end_ms\":10", "\"end_ms\":0,\"x\":1").replace("\"start_ms\":0", "\"start_ms\":5"), "ends before"),
+            (
+                ok.replace("\"speaker\":\"A\"", "\"speaker\":\"B\""),
+                "not among the participants",
+            ),
+            (
+                ok.replace("\"end_ms\":10", "\"end_ms\":0,\"x\":1")
+                    .replace("\"start_ms\":0", "\"start_ms\":5"),
+                "ends before",
+            ),
             (ok.replace("\"seller\"", "\"buyer\""), "not a transcript"),
             ("{}".to_string(), "not a transcript"),
         ] {

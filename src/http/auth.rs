@@ -22,6 +22,8 @@ pub enum Access {
 pub const ANY_ROLE: Access = Access::Roles(&Role::ALL);
 /// Administrators only.
 pub const ADMIN: Access = Access::Roles(&[Role::Admin]);
+/// Call analysis: reps (their own calls), managers (their region's) and admins.
+pub const CALLS: Access = Access::Roles(&[Role::Rep, Role::Manager, Role::Admin]);
 
 impl Access {
     /// Whether a user with `role` may call.

@@ -5,6 +5,7 @@
 
 mod admin;
 mod auth;
+mod calls;
 mod error;
 mod system;
 
@@ -22,7 +23,7 @@ use tokio::sync::watch;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 
-pub use auth::{ADMIN, ANY_ROLE, Access, Caller};
+pub use auth::{ADMIN, ANY_ROLE, Access, CALLS, Caller};
 pub use error::{ErrorBody, Json, status_of};
 
 use crate::config::Config;
@@ -83,6 +84,42 @@ pub fn routes() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             spec(M::POST, "/admin/blobs/verify", ADMIN),
             post(admin::verify_blobs),
         ),
+        (
+            // The recording is streamed to the blob store, which enforces
+            // server.max_upload_bytes instead of the JSON body limit.
+            spec(M::POST, "/calls", CALLS),
+            post(calls::upload).layer(DefaultBodyLimit::disable()),
+        ),
+        (spec(M::GET, "/calls", CALLS), get(calls::list)),
+        (
+            spec(M::POST, "/calls/import-transcript", CALLS),
+            post(calls::import_transcript),
+        ),
+        (spec(M::GET, "/calls/{id}", CALLS), get(calls::get)),
+        (
+            spec(M::GET, "/calls/{id}/transcript", CALLS),
+            get(calls::transcript),
+        ),
+        (
+            spec(M::GET, "/calls/{id}/insights", CALLS),
+            get(calls::insights),
+        ),
+        (
+            spec(M::GET, "/calls/{id}/tasks", CALLS),
+            get(calls::list_tasks),
+        ),
+        (
+            spec(M::GET, "/calls/{id}/tasks.csv", CALLS),
+            get(calls::tasks_csv),
+        ),
+        (
+            spec(M::GET, "/calls/{id}/tasks.ics", CALLS),
+            get(calls::tasks_ics),
+        ),
+        (
+            spec(M::POST, "/calls/{id}/tasks/{task}", CALLS),
+            post(calls::update_task),
+        ),
     ]
 }
 
@@ -128,7 +165,17 @@ pub fn router(state: AppState) -> Router {
         admin::list_users,
         admin::add_user,
         admin::revoke_user,
-        admin::verify_blobs
+        admin::verify_blobs,
+        calls::upload,
+        calls::list,
+        calls::import_transcript,
+        calls::get,
+        calls::transcript,
+        calls::insights,
+        calls::list_tasks,
+        calls::tasks_csv,
+        calls::tasks_ics,
+        calls::update_task
     ),
     modifiers(&BearerAuth)
 )]

@@ -33,8 +33,16 @@ fn call(turns: &[(&str, &str)]) -> CallTranscript {
         call_date: Date::parse("2026-03-10").ok(),
         title: "test".into(),
         participants: vec![
-            Participant { name: "Ana Ruiz".into(), side: Side::Seller, role: None },
-            Participant { name: "Tom Berg".into(), side: Side::Customer, role: None },
+            Participant {
+                name: "Ana Ruiz".into(),
+                side: Side::Seller,
+                role: None,
+            },
+            Participant {
+                name: "Tom Berg".into(),
+                side: Side::Customer,
+                role: None,
+            },
         ],
         segments: turns
             .iter()
@@ -98,7 +106,10 @@ fn withdrawn_and_duplicate_commitments_are_removed() {
     let t = call(&[
         ("Ana Ruiz", "I'll come out on Monday with the loggers."),
         ("Tom Berg", "Monday won't work for us."),
-        ("Ana Ruiz", "Then scratch Monday. I'll be at your plant next Tuesday."),
+        (
+            "Ana Ruiz",
+            "Then scratch Monday. I'll be at your plant next Tuesday.",
+        ),
         ("Ana Ruiz", "I'll be at your plant next Tuesday, as I said."),
         ("Ana Ruiz", "I'll also send the audit template."),
     ]);
@@ -107,14 +118,24 @@ fn withdrawn_and_duplicate_commitments_are_removed() {
         vec![
             commitment("Ana Ruiz", "I'll come out on Monday with the loggers.", 0),
             commitment("Ana Ruiz", "I'll be at your plant next Tuesday.", 2),
-            commitment("Ana Ruiz", "I'll be at your plant next Tuesday, as I said.", 3),
+            commitment(
+                "Ana Ruiz",
+                "I'll be at your plant next Tuesday, as I said.",
+                3,
+            ),
             commitment("Ana Ruiz", "I'll also send the audit template.", 4),
         ],
         &t,
         &mut dropped,
     );
     let quotes: Vec<&str> = kept.iter().map(|c| c.quote.as_str()).collect();
-    assert_eq!(quotes, ["I'll be at your plant next Tuesday.", "I'll also send the audit template."]);
+    assert_eq!(
+        quotes,
+        [
+            "I'll be at your plant next Tuesday.",
+            "I'll also send the audit template."
+        ]
+    );
     assert_eq!(dropped.withdrawn, 1);
     assert_eq!(dropped.duplicates, 1);
 }
@@ -122,7 +143,10 @@ fn withdrawn_and_duplicate_commitments_are_removed() {
 #[test]
 fn objections_come_from_the_customer_once_per_concern() {
     let t = call(&[
-        ("Tom Berg", "Your price is too high. It is far above the others."),
+        (
+            "Tom Berg",
+            "Your price is too high. It is far above the others.",
+        ),
         ("Ana Ruiz", "Our price includes service."),
         ("Tom Berg", "Still, it is far above the others."),
         ("Ana Ruiz", "I think our price is too high as well."),
@@ -150,6 +174,10 @@ fn objections_come_from_the_customer_once_per_concern() {
         &mut dropped,
     );
     assert_eq!(kept.len(), 1);
+    assert_eq!(
+        kept[0].quote, "Your price is too high. It is far above the others.",
+        "one turn, one quote"
+    );
     assert_eq!(dropped.duplicates, 2);
     assert_eq!(dropped.unattributed, 1, "a seller raises no objection");
 }
@@ -157,11 +185,20 @@ fn objections_come_from_the_customer_once_per_concern() {
 #[test]
 fn actions_are_cut_from_the_quote() {
     assert_eq!(
-        action_of("Then I'll send you the revised margin structure by Wednesday evening instead.", Some("by Wednesday evening")),
+        action_of(
+            "Then I'll send you the revised margin structure by Wednesday evening instead.",
+            Some("by Wednesday evening")
+        ),
         "send you the revised margin structure"
     );
-    assert_eq!(action_of("我月底前把完整的报价单发给您。", Some("月底前")), "把完整的报价单发给您");
-    assert_eq!(action_of("Our data team will send you the export.", None), "send you the export");
+    assert_eq!(
+        action_of("我月底前把完整的报价单发给您。", Some("月底前")),
+        "把完整的报价单发给您"
+    );
+    assert_eq!(
+        action_of("Our data team will send you the export.", None),
+        "send you the export"
+    );
 }
 
 #[test]
@@ -181,7 +218,10 @@ fn resolution_needs_a_seller_answer_and_a_customer_acceptance() {
 #[test]
 fn an_injection_line_yields_nothing_and_changes_nothing_else() {
     let clean = call(&[
-        ("Tom Berg", "Your quote is twenty percent above what we pay today."),
+        (
+            "Tom Berg",
+            "Your quote is twenty percent above what we pay today.",
+        ),
         ("Ana Ruiz", "I'll send you a cost breakdown by Friday."),
         ("Tom Berg", "Fine. Let's talk after that."),
     ]);
@@ -196,8 +236,16 @@ fn an_injection_line_yields_nothing_and_changes_nothing_else() {
     assert_eq!(a.commitments, b.commitments);
     assert_eq!(a.objections, b.objections);
     assert_eq!(a.commitments.len(), 1, "{:?}", a.commitments);
-    assert_eq!(a.commitments[0].due_date.map(|d| d.to_string()).as_deref(), Some("2026-03-13"));
-    for item in b.commitments.iter().map(|c| &c.quote).chain(b.objections.iter().map(|o| &o.quote)) {
+    assert_eq!(
+        a.commitments[0].due_date.map(|d| d.to_string()).as_deref(),
+        Some("2026-03-13")
+    );
+    for item in b
+        .commitments
+        .iter()
+        .map(|c| &c.quote)
+        .chain(b.objections.iter().map(|o| &o.quote))
+    {
         assert!(!item.to_lowercase().contains("discount"), "{item}");
     }
 }
@@ -207,22 +255,53 @@ fn an_injection_line_yields_nothing_and_changes_nothing_else() {
 #[test]
 fn not_a_commitment_cases_yield_no_commitment() {
     let t = call(&[
-        ("Ana Ruiz", "If the pilot goes well, I'll extend the licence to every site."),
-        ("Tom Berg", "You might want to invite our IT lead to the demo."),
+        (
+            "Ana Ruiz",
+            "If the pilot goes well, I'll extend the licence to every site.",
+        ),
+        (
+            "Tom Berg",
+            "You might want to invite our IT lead to the demo.",
+        ),
         ("Ana Ruiz", "Could you send me your current contract?"),
-        ("Tom Berg", "Shall I book the meeting room for the workshop?"),
+        (
+            "Tom Berg",
+            "Shall I book the meeting room for the workshop?",
+        ),
         ("Ana Ruiz", "I sent the brochure to your team yesterday."),
         ("Tom Berg", "We can't share our other quotes."),
         ("Ana Ruiz", "We'll see how it goes."),
         ("Tom Berg", "I'll forward the floor plan tomorrow."),
-        ("Ana Ruiz", "I'll prepare the pilot schedule by next Monday."),
+        (
+            "Ana Ruiz",
+            "I'll prepare the pilot schedule by next Monday.",
+        ),
     ]);
     let out = extract(&t, &llm(), &options(), &|_| {}).unwrap();
-    let got: Vec<(&str, u32)> = out.commitments.iter().map(|c| (c.owner.as_str(), c.turn)).collect();
-    assert_eq!(got, [("Tom Berg", 7), ("Ana Ruiz", 8)], "{:#?}", out.commitments);
+    let got: Vec<(&str, u32)> = out
+        .commitments
+        .iter()
+        .map(|c| (c.owner.as_str(), c.turn))
+        .collect();
+    assert_eq!(
+        got,
+        [("Tom Berg", 7), ("Ana Ruiz", 8)],
+        "{:#?}",
+        out.commitments
+    );
     assert_eq!(out.commitments[0].side, Side::Customer);
-    assert_eq!(out.commitments[1].due_date.map(|d| d.to_string()).as_deref(), Some("2026-03-16"));
+    assert_eq!(
+        out.commitments[1]
+            .due_date
+            .map(|d| d.to_string())
+            .as_deref(),
+        Some("2026-03-16")
+    );
     // The conditional, the question and the vague line are candidates the rules reject; the
     // others carry no promise cue at all.
-    assert!(out.dropped.rules + out.dropped.model >= 3, "{:?}", out.dropped);
+    assert!(
+        out.dropped.rules + out.dropped.model >= 3,
+        "{:?}",
+        out.dropped
+    );
 }
