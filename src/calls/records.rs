@@ -54,6 +54,13 @@ const SELECT: &str = "SELECT c.*, COALESCE(j.progress, 0) AS job_progress FROM c
 
 fn call_from_row(row: &AnyRow) -> Result<Call> {
     let participants: String = row.try_get("participants")?;
+    let status: String = row.try_get("status")?;
+    // The job's stored progress lags its heartbeat; a finished analysis is 100%.
+    let progress = if status == "done" {
+        100
+    } else {
+        row.try_get("job_progress")?
+    };
     Ok(Call {
         id: row.try_get("id")?,
         owner_id: row.try_get("owner_id")?,
@@ -64,9 +71,9 @@ fn call_from_row(row: &AnyRow) -> Result<Call> {
         participants: serde_json::from_str(&participants)
             .map_err(|e| Error::Internal(format!("stored participants: {e}")))?,
         blob_sha256: row.try_get("blob_sha256")?,
-        status: row.try_get("status")?,
+        status,
         job_id: row.try_get("job_id")?,
-        progress: row.try_get("job_progress")?,
+        progress,
         error: row.try_get("error")?,
         source: row.try_get("source")?,
         channels: row.try_get("channels")?,
