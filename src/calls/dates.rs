@@ -440,10 +440,10 @@ fn en_phrase_at(w: &Words, i: usize, d: Date) -> Option<(usize, Option<Date>)> {
             return Some((2, Some(d.month_end(1))));
         }
     }
-    if w.get(i) == "this" {
-        if let Some(wd) = weekday_at(i + 1) {
-            return Some((2, Some(first_after(wd))));
-        }
+    if w.get(i) == "this"
+        && let Some(wd) = weekday_at(i + 1)
+    {
+        return Some((2, Some(first_after(wd))));
     }
     if let Some(wd) = weekday_at(i) {
         // "next Tuesday" is handled from its "next".
@@ -451,16 +451,15 @@ fn en_phrase_at(w: &Words, i: usize, d: Date) -> Option<(usize, Option<Date>)> {
             return Some((1, Some(first_after(wd))));
         }
     }
-    if matches!(w.get(i), "in" | "within") {
-        if let Some((n, len)) = w.number(i + 1) {
-            let unit = w.get(i + 1 + len);
-            let days = match unit {
-                "day" | "days" => n as i64,
-                "week" | "weeks" => 7 * n as i64,
-                _ => return None,
-            };
-            return Some((len + 2, Some(d.add_days(days))));
-        }
+    if matches!(w.get(i), "in" | "within")
+        && let Some((n, len)) = w.number(i + 1)
+    {
+        let days = match w.get(i + 1 + len) {
+            "day" | "days" => n as i64,
+            "week" | "weeks" => 7 * n as i64,
+            _ => return None,
+        };
+        return Some((len + 2, Some(d.add_days(days))));
     }
     // "the twentieth of March", "20 March", "March 20th".
     let (y, _, _) = d.civil();
