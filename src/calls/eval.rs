@@ -343,18 +343,24 @@ fn matches(pred: &[(&str, &str)], gold: &[(&str, &str)]) -> Vec<(usize, usize)> 
     out
 }
 
+/// (quote, person) of each item.
+fn keyed<'a, T>(
+    items: &'a [T],
+    f: impl Fn(&'a T) -> (&'a String, &'a String),
+) -> Vec<(&'a str, &'a str)> {
+    items
+        .iter()
+        .map(|x| {
+            let (q, p) = f(x);
+            (q.as_str(), p.as_str())
+        })
+        .collect()
+}
+
 /// Scores an extraction against the gold labels (the README's matching rule).
 pub fn score(gold: &Gold, t: &CallTranscript, ex: Extraction) -> CallScore {
-    let pc: Vec<(&str, &str)> = ex
-        .commitments
-        .iter()
-        .map(|c| (c.quote.as_str(), c.owner.as_str()))
-        .collect();
-    let gc: Vec<(&str, &str)> = gold
-        .commitments
-        .iter()
-        .map(|c| (c.quote.as_str(), c.owner.as_str()))
-        .collect();
+    let pc = keyed(&ex.commitments, |c| (&c.quote, &c.owner));
+    let gc = keyed(&gold.commitments, |c| (&c.quote, &c.owner));
     let cm = matches(&pc, &gc);
     let restatements_ignored = (0..pc.len())
         .filter(|i| !cm.iter().any(|(p, _)| p == i))
@@ -376,16 +382,8 @@ pub fn score(gold: &Gold, t: &CallTranscript, ex: Extraction) -> CallScore {
         })
         .count() as u32;
 
-    let po: Vec<(&str, &str)> = ex
-        .objections
-        .iter()
-        .map(|o| (o.quote.as_str(), o.raised_by.as_str()))
-        .collect();
-    let go: Vec<(&str, &str)> = gold
-        .objections
-        .iter()
-        .map(|o| (o.quote.as_str(), o.raised_by.as_str()))
-        .collect();
+    let po = keyed(&ex.objections, |o| (&o.quote, &o.raised_by));
+    let go = keyed(&gold.objections, |o| (&o.quote, &o.raised_by));
     let om = matches(&po, &go);
     let objections = Prf::new(
         om.len() as u32,

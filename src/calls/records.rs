@@ -253,59 +253,38 @@ pub async fn save_analysis(db: &Db, call: &Call, ex: &Extraction) -> Result<Vec<
             .await?;
     }
     let mut tasks = Vec::new();
-    let insert = "INSERT INTO insights (id, call_id, kind, body, quote, start_ms, end_ms, created_at, model_id, prompt_version) \
-                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
     for c in &ex.commitments {
-        let insight_id = new_id();
         let body = serde_json::to_value(c).expect("commitment serializes");
-        sqlx::query(insert)
-            .bind(&insight_id)
-            .bind(&call.id)
-            .bind("commitment")
-            .bind(body.to_string())
-            .bind(&c.quote)
-            .bind(c.start_ms as i64)
-            .bind(c.end_ms as i64)
-            .bind(now)
-            .bind(&ex.model_id)
-            .bind(cp)
-            .execute(&mut *tx)
-            .await?;
+        let spot = Spot {
+            kind: "commitment",
+            quote: &c.quote,
+            start_ms: c.start_ms,
+            end_ms: c.end_ms,
+            prompt: cp,
+        };
+        let insight_id = insert_insight(&mut tx, call, ex, &spot, &body, now).await?;
         let task = Task::from_commitment(&call.id, &insight_id, c);
         task.insert(&mut *tx).await?;
         tasks.push(task);
         review::propose(
             &mut *tx,
-            &proposal(call, ex, Kind::Commitment, cp, &c.quote, body, c.confidence),
+            &proposal(call, ex, Kind::Commitment, &spot, body, c.confidence),
         )
         .await?;
     }
     for o in &ex.objections {
         let body = serde_json::to_value(o).expect("objection serializes");
-        sqlx::query(insert)
-            .bind(new_id())
-            .bind(&call.id)
-            .bind("objection")
-            .bind(body.to_string())
-            .bind(&o.quote)
-            .bind(o.start_ms as i64)
-            .bind(o.end_ms as i64)
-            .bind(now)
-            .bind(&ex.model_id)
-            .bind(op)
-            .execute(&mut *tx)
-            .await?;
+        let spot = Spot {
+            kind: "objection",
+            quote: &o.quote,
+            start_ms: o.start_ms,
+            end_ms: o.end_ms,
+            prompt: op,
+        };
+        insert_insight(&mut tx, call, ex, &spot, &body, now).await?;
         review::propose(
             &mut *tx,
-            &proposal(
-                call,
-                ex,
-                Kind::ObjectionAnswer,
-                op,
-                &o.quote,
-                body,
-                o.confidence,
-            ),
+            &proposal(call, ex, Kind::ObjectionAnswer, &spot, body, o.confidence),
         )
         .await?;
     }
@@ -317,12 +296,48 @@ pub async fn save_analysis(db: &Db, call: &Call, ex: &Extraction) -> Result<Vec<
     Ok(tasks)
 }
 
+/// Where an insight sits in the call, and which prompt produced it.
+struct Spot<'a> {
+    kind: &'static str,
+    quote: &'a str,
+    start_ms: u64,
+    end_ms: u64,
+    prompt: &'a str,
+}
+
+async fn insert_insight(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    call: &Call,
+    ex: &Extraction,
+    spot: &Spot<'_>,
+    body: &serde_json::Value,
+    now: i64,
+) -> Result<String> {
+    let id = new_id();
+    sqlx::query(
+        "INSERT INTO insights (id, call_id, kind, body, quote, start_ms, end_ms, created_at, model_id, prompt_version) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(&id)
+    .bind(&call.id)
+    .bind(spot.kind)
+    .bind(body.to_string())
+    .bind(spot.quote)
+    .bind(spot.start_ms as i64)
+    .bind(spot.end_ms as i64)
+    .bind(now)
+    .bind(&ex.model_id)
+    .bind(spot.prompt)
+    .execute(&mut **tx)
+    .await?;
+    Ok(id)
+}
+
 fn proposal(
     call: &Call,
     ex: &Extraction,
     kind: Kind,
-    prompt: &str,
-    quote: &str,
+    spot: &Spot<'_>,
     output: serde_json::Value,
     confidence: f64,
 ) -> Proposal {
@@ -333,10 +348,10 @@ fn proposal(
         region: call.region.clone(),
         model_id: ex.model_id.clone(),
         model_version: ex.model_id.clone(),
-        prompt_version: Some(prompt.to_string()),
-        input: serde_json::json!({"call_id": call.id, "quote": quote}),
+        prompt_version: Some(spot.prompt.to_string()),
+        input: serde_json::json!({"call_id": call.id, "quote": spot.quote}),
         output,
-        explanation: Some(format!("grounded in the transcript: \"{quote}\"")),
+        explanation: Some(format!("grounded in the transcript: \"{}\"", spot.quote)),
         confidence: Some(confidence),
     }
 }

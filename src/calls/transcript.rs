@@ -165,12 +165,10 @@ impl CallTranscript {
 
     /// Whole text, turns joined (a space for English, nothing for Mandarin).
     pub fn text(&self) -> String {
-        let sep = if self.language == "zh" { "" } else { " " };
-        self.segments
-            .iter()
-            .map(|s| s.text.as_str())
-            .collect::<Vec<_>>()
-            .join(sep)
+        crate::asr::join_texts(
+            &self.language,
+            self.segments.iter().map(|s| s.text.as_str()),
+        )
     }
 }
 
