@@ -60,6 +60,16 @@ pub fn job_registry(state: &AppState) -> Registry {
             crate::bids::draft::draft(&bids, &engines, &config, &manifest, &job, &ctx.runtime)?;
         Ok(serde_json::to_value(draft).expect("a draft serializes"))
     });
+    let analyzer = crate::calls::pipeline::Analyzer {
+        db: state.db.clone(),
+        blobs: state.blobs.clone(),
+        engines: state.engines.clone(),
+        config: state.config.clone(),
+    };
+    registry.register(
+        crate::calls::pipeline::ANALYZE_JOB,
+        move |ctx: &JobContext| analyzer.run(ctx),
+    );
     registry
 }
 

@@ -10,6 +10,8 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
+mod calls;
+
 use crate::asr;
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -69,6 +71,10 @@ pub enum Command {
     /// The bid library: import past bids, search for similar winning bids, draft responses.
     #[command(subcommand)]
     Bids(BidsCommand),
+    /// Analyze a call recording: transcript, commitments, objections.
+    Analyze(calls::AnalyzeArgs),
+    /// Extract commitments and objections from a transcript (no speech recognition).
+    Extract(calls::ExtractArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -133,6 +139,8 @@ pub enum BidsCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum EvalCommand {
+    /// Score call analysis against labelled calls.
+    Calls(calls::EvalCallsArgs),
     /// Cross-validate the quote model's win probability on a CSV (AUC, log-loss, Brier, ECE).
     Quotes(quotes::EvalQuotesArgs),
     /// Bid retrieval: nDCG@10, recall@5, MRR and latency on a judged set.
@@ -351,6 +359,9 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Analyze(args) => calls::analyze(&config, args),
+        Command::Extract(args) => calls::extract(&config, args),
+        Command::Eval(EvalCommand::Calls(args)) => calls::eval(&config, args),
     }
 }
 

@@ -30,6 +30,7 @@ pub struct Config {
     pub log: LogConfig,
     pub review: ReviewConfig,
     pub quotes: QuotesConfig,
+    pub calls: CallsConfig,
 }
 
 /// `[server]`: the HTTP API.
@@ -137,6 +138,43 @@ pub struct ReviewConfig {
     pub alert_webhook: String,
     /// Seconds between alert checks.
     pub alert_secs: u64,
+}
+
+/// `[calls]`: call analysis.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CallsConfig {
+    /// Folder of edited playbook answers (`<language>/<category>.md`); empty:
+    /// `<data.dir>/playbook`. Missing files fall back to the built-in answers.
+    pub playbook_dir: PathBuf,
+    /// CRM endpoint that receives the tasks of an analyzed call as JSON; empty: none.
+    pub webhook_url: String,
+    /// Tries of a webhook delivery (exponential back-off between them).
+    pub webhook_attempts: u32,
+    /// Seconds before the first retry; doubled after each failure.
+    pub webhook_backoff_secs: f64,
+}
+
+impl Default for CallsConfig {
+    fn default() -> Self {
+        CallsConfig {
+            playbook_dir: PathBuf::new(),
+            webhook_url: String::new(),
+            webhook_attempts: 5,
+            webhook_backoff_secs: 1.0,
+        }
+    }
+}
+
+impl CallsConfig {
+    /// The playbook folder in effect.
+    pub fn playbook_dir(&self, data: &DataConfig) -> PathBuf {
+        if self.playbook_dir.as_os_str().is_empty() {
+            data.dir.join("playbook")
+        } else {
+            self.playbook_dir.clone()
+        }
+    }
 }
 
 /// `[log]`: diagnostics.

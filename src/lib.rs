@@ -25,6 +25,7 @@
 pub mod app;
 pub mod asr;
 pub mod bids;
+pub mod calls;
 pub mod cli;
 pub mod config;
 pub mod engines;

@@ -149,13 +149,18 @@ pub struct Transcript {
 impl Transcript {
     /// All segment texts joined (with a space for English, nothing for Mandarin).
     pub fn text(&self) -> String {
-        let sep = if self.language == "zh" { "" } else { " " };
-        self.segments
-            .iter()
-            .map(|s| s.text.as_str())
-            .collect::<Vec<_>>()
-            .join(sep)
+        join_texts(
+            &self.language,
+            self.segments.iter().map(|s| s.text.as_str()),
+        )
     }
+}
+
+/// Texts of consecutive segments joined: a space between them for English, nothing for
+/// Mandarin.
+pub fn join_texts<'a>(language: &str, texts: impl Iterator<Item = &'a str>) -> String {
+    let sep = if language == "zh" { "" } else { " " };
+    texts.collect::<Vec<_>>().join(sep)
 }
 
 /// One stretch of recognized speech.

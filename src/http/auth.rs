@@ -26,6 +26,8 @@ pub const ADMIN: Access = Access::Roles(&[Role::Admin]);
 pub const MANAGERS: Access = Access::Roles(&[Role::Manager, Role::Admin]);
 /// The bid team, managers and administrators (the bid library and tender drafts).
 pub const BID_TEAM: Access = Access::Roles(&[Role::Bid, Role::Manager, Role::Admin]);
+/// Call analysis: reps (their own calls), managers (their region's) and admins.
+pub const CALLS: Access = Access::Roles(&[Role::Rep, Role::Manager, Role::Admin]);
 
 impl Access {
     /// Whether a user with `role` may call.

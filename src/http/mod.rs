@@ -6,6 +6,7 @@
 mod admin;
 mod auth;
 mod bids;
+mod calls;
 mod error;
 mod quotes;
 mod review;
@@ -25,7 +26,7 @@ use tokio::sync::watch;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 
-pub use auth::{ADMIN, ANY_ROLE, Access, BID_TEAM, Caller, MANAGERS};
+pub use auth::{ADMIN, ANY_ROLE, Access, BID_TEAM, CALLS, Caller, MANAGERS};
 pub use error::{ErrorBody, Json, status_of};
 
 use crate::config::Config;
@@ -144,6 +145,42 @@ pub fn routes() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             spec(M::POST, "/bids/{id}/outcome", BID_TEAM),
             post(bids::set_outcome),
         ),
+        (
+            // The recording is streamed to the blob store, which enforces
+            // server.max_upload_bytes instead of the JSON body limit.
+            spec(M::POST, "/calls", CALLS),
+            post(calls::upload).layer(DefaultBodyLimit::disable()),
+        ),
+        (spec(M::GET, "/calls", CALLS), get(calls::list)),
+        (
+            spec(M::POST, "/calls/import-transcript", CALLS),
+            post(calls::import_transcript),
+        ),
+        (spec(M::GET, "/calls/{id}", CALLS), get(calls::get)),
+        (
+            spec(M::GET, "/calls/{id}/transcript", CALLS),
+            get(calls::transcript),
+        ),
+        (
+            spec(M::GET, "/calls/{id}/insights", CALLS),
+            get(calls::insights),
+        ),
+        (
+            spec(M::GET, "/calls/{id}/tasks", CALLS),
+            get(calls::list_tasks),
+        ),
+        (
+            spec(M::GET, "/calls/{id}/tasks.csv", CALLS),
+            get(calls::tasks_csv),
+        ),
+        (
+            spec(M::GET, "/calls/{id}/tasks.ics", CALLS),
+            get(calls::tasks_ics),
+        ),
+        (
+            spec(M::POST, "/calls/{id}/tasks/{task}", CALLS),
+            post(calls::update_task),
+        ),
     ]
 }
 
@@ -209,7 +246,17 @@ pub fn router(state: AppState) -> Router {
         bids::set_outcome,
         bids::search,
         bids::draft,
-        bids::factors
+        bids::factors,
+        calls::upload,
+        calls::list,
+        calls::import_transcript,
+        calls::get,
+        calls::transcript,
+        calls::insights,
+        calls::list_tasks,
+        calls::tasks_csv,
+        calls::tasks_ics,
+        calls::update_task
     ),
     modifiers(&BearerAuth)
 )]

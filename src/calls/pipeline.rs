@@ -1,0 +1,184 @@
+//! The analysis of one call: recording → Whisper → transcript → extraction. Used by the
+//! `call.analyze` job and by `dealdesk analyze`.
+
+use std::path::Path;
+
+use super::dates::Date;
+use super::extract::{Extraction, extract};
+use super::records;
+use super::transcript::{CallTranscript, Participant};
+use crate::asr::{self, Channels, Language};
+use crate::config::Config;
+use crate::engines::Engines;
+use crate::error::Result;
+
+/// What is known about a recording before it is analyzed.
+#[derive(Debug, Clone, Default)]
+pub struct CallInfo {
+    pub language: Language,
+    pub call_date: Option<Date>,
+    /// With [`Channels::Split`], channel `i` is `participants[i]`.
+    pub participants: Vec<Participant>,
+    pub channels: Channels,
+}
+
+/// Share of the progress bar taken by transcription.
+const ASR_SHARE: f32 = 0.6;
+
+/// Transcribes a recording into a call transcript (segments unattributed unless split per
+/// channel).
+pub fn transcribe(
+    engines: &Engines,
+    path: &Path,
+    info: &CallInfo,
+    progress: &dyn Fn(f32),
+) -> Result<CallTranscript> {
+    // A corrupt or unsupported file fails here, before any model is loaded.
+    let mut reader = asr::AudioReader::open(path, info.channels)?;
+    let transcriber = engines.transcriber()?;
+    let req = asr::TranscribeRequest {
+        language: info.language,
+        ..Default::default()
+    };
+    let asr = transcriber.transcribe_reader(&mut reader, &req, &|p| progress(p * ASR_SHARE))?;
+    Ok(CallTranscript::from_asr(
+        &asr,
+        info.participants.clone(),
+        info.call_date,
+    ))
+}
+
+/// Extraction over a transcript, reporting progress after transcription's share.
+pub fn extract_from(
+    engines: &Engines,
+    config: &Config,
+    t: &CallTranscript,
+    progress: &dyn Fn(f32),
+) -> Result<Extraction> {
+    let llm = engines.llm()?;
+    extract(t, &llm, &super::extract_options(config), &|p| {
+        progress(ASR_SHARE + p * (1.0 - ASR_SHARE))
+    })
+}
+
+/// The whole analysis of a recording.
+pub fn analyze(
+    engines: &Engines,
+    config: &Config,
+    path: &Path,
+    info: &CallInfo,
+    progress: &dyn Fn(f32),
+) -> Result<(CallTranscript, Extraction)> {
+    let t = transcribe(engines, path, info, progress)?;
+    let ex = extract_from(engines, config, &t, progress)?;
+    progress(1.0);
+    Ok((t, ex))
+}
+
+/// Job kind: analyze a stored call (transcribe its recording unless it has an imported
+/// transcript, extract, store insights, tasks and proposals, notify the CRM).
+pub const ANALYZE_JOB: &str = "call.analyze";
+
+/// The `call.analyze` job handler.
+#[derive(Clone)]
+pub struct Analyzer {
+    pub db: crate::store::Db,
+    pub blobs: crate::store::blobs::BlobStore,
+    pub engines: Engines,
+    pub config: std::sync::Arc<Config>,
+}
+
+impl Analyzer {
+    pub fn run(&self, ctx: &crate::jobs::JobContext) -> Result<serde_json::Value> {
+        let call_id = ctx.payload["call_id"]
+            .as_str()
+            .ok_or_else(|| crate::Error::InvalidInput("call.analyze needs a call_id".into()))?
+            .to_string();
+        let rt = &ctx.runtime;
+        rt.block_on(records::set_status(&self.db, &call_id, "running", None))?;
+        let result = self.analyze_call(ctx, &call_id);
+        if let Err(e) = &result {
+            rt.block_on(records::set_status(
+                &self.db,
+                &call_id,
+                "failed",
+                Some(&e.to_string()),
+            ))?;
+        }
+        result
+    }
+
+    fn analyze_call(
+        &self,
+        ctx: &crate::jobs::JobContext,
+        call_id: &str,
+    ) -> Result<serde_json::Value> {
+        let rt = &ctx.runtime;
+        let call = rt.block_on(records::get(&self.db, call_id))?;
+        let progress = |p: f32| ctx.set_progress(p);
+        let transcript = match rt.block_on(records::transcript(&self.db, &call))? {
+            Some(t) => t,
+            None => {
+                let sha = call.blob_sha256.as_deref().ok_or_else(|| {
+                    crate::Error::InvalidInput(format!(
+                        "call {call_id} has neither a recording nor a transcript"
+                    ))
+                })?;
+                let info = CallInfo {
+                    language: call.language.as_deref().unwrap_or("auto").parse()?,
+                    call_date: call.call_date.as_deref().map(Date::parse).transpose()?,
+                    participants: call.participants.clone(),
+                    channels: if call.channels == "split" {
+                        Channels::Split
+                    } else {
+                        Channels::Mix
+                    },
+                };
+                let t = transcribe(&self.engines, &self.blobs.path_of(sha)?, &info, &progress)?;
+                rt.block_on(records::save_transcript(
+                    &self.db,
+                    call_id,
+                    &t,
+                    &self.config.asr.model,
+                ))?;
+                t
+            }
+        };
+        let ex = extract_from(&self.engines, &self.config, &transcript, &progress)?;
+        let tasks = rt.block_on(records::save_analysis(&self.db, &call, &ex))?;
+        let webhook = self.notify(call_id, &tasks);
+        Ok(serde_json::json!({
+            "call_id": call_id,
+            "commitments": ex.commitments.len(),
+            "objections": ex.objections.len(),
+            "injections_ignored": ex.injections.len(),
+            "dropped": ex.dropped,
+            "webhook": webhook,
+        }))
+    }
+
+    /// Pushes the call's tasks to the configured CRM; a failure is reported in the job's
+    /// result (the analysis itself stands).
+    fn notify(&self, call_id: &str, tasks: &[super::tasks::Task]) -> serde_json::Value {
+        let c = &self.config.calls;
+        if c.webhook_url.is_empty() {
+            return serde_json::Value::Null;
+        }
+        let hook = super::tasks::Webhook {
+            url: c.webhook_url.clone(),
+            attempts: c.webhook_attempts,
+            backoff: std::time::Duration::from_secs_f64(c.webhook_backoff_secs.max(0.0)),
+            timeout: std::time::Duration::from_secs(10),
+        };
+        match super::tasks::deliver(
+            &hook,
+            &serde_json::json!({"call_id": call_id, "tasks": tasks}),
+        ) {
+            Ok(attempts) => serde_json::json!({"delivered": true, "attempts": attempts}),
+            Err(e) => {
+                tracing::warn!(error = %e, "CRM webhook failed");
+                serde_json::json!({"delivered": false, "error": e.to_string()})
+            }
+        }
+    }
+}

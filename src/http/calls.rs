@@ -1,0 +1,392 @@
+//! Calls: upload a recording or import a transcript, follow the analysis, read the
+//! transcript, insights and tasks. A rep sees their own calls, a manager their region's.
+
+use axum::Extension;
+use axum::extract::multipart::{Field, Multipart, MultipartRejection};
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
+
+use super::{AppState, Caller, ErrorBody, Json};
+use crate::asr;
+use crate::calls::dates::Date;
+use crate::calls::pipeline::ANALYZE_JOB;
+use crate::calls::records::{self, Call, Insights, NewCall};
+use crate::calls::tasks::{self, Task};
+use crate::calls::transcript::{CallTranscript, Participant};
+use crate::error::{Error, Result};
+use crate::store::blobs::Blob;
+use crate::users::User;
+
+/// The multipart form of `POST /calls`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct UploadForm {
+    /// The recording (wav, mp3, m4a/AAC, ogg/Vorbis, flac); the format is sniffed from the bytes.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+    title: Option<String>,
+    /// YYYY-MM-DD, for relative deadlines.
+    call_date: Option<String>,
+    /// auto, en or zh.
+    language: Option<String>,
+    /// JSON `[{"name": ..., "side": "seller"|"customer"}]`; with `channels=split`, in channel order.
+    participants: Option<String>,
+    /// mix (default) or split (one party per stereo channel).
+    channels: Option<String>,
+}
+
+/// A call, and whether it was already there (the same recording uploaded again).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Accepted {
+    pub call: Call,
+    pub duplicate: bool,
+}
+
+/// A task's new status.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct TaskUpdate {
+    /// `open` or `done`.
+    pub status: String,
+}
+
+#[derive(Default)]
+struct Form {
+    title: Option<String>,
+    call_date: Option<Date>,
+    language: Option<String>,
+    participants: Vec<Participant>,
+    channels: Option<String>,
+}
+
+impl Form {
+    async fn set(&mut self, name: &str, field: Field<'_>) -> Result<()> {
+        let value = field
+            .text()
+            .await
+            .map_err(|e| Error::InvalidInput(format!("form field {name}: {e}")))?;
+        match name {
+            "title" => self.title = Some(value),
+            "call_date" => self.call_date = Some(Date::parse(&value)?),
+            "language" => {
+                let lang: asr::Language = value.parse()?;
+                self.language = lang.code().map(str::to_string);
+            }
+            "participants" => {
+                self.participants = serde_json::from_str(&value).map_err(|e| {
+                    Error::InvalidInput(format!(
+                        "participants: {e}; send [{{\"name\": \"...\", \"side\": \"seller\"|\"customer\"}}]"
+                    ))
+                })?
+            }
+            "channels" if matches!(value.as_str(), "mix" | "split") => self.channels = Some(value),
+            "channels" => return Err(Error::InvalidInput(format!("channels {value:?}: use mix or split"))),
+            other => return Err(Error::InvalidInput(format!("unknown form field {other:?}"))),
+        }
+        Ok(())
+    }
+}
+
+/// Streams one multipart field into the blob store.
+async fn store_file(state: &AppState, mut field: Field<'_>) -> Result<Blob> {
+    let (mut writer, reader) = tokio::io::duplex(256 * 1024);
+    let put = state.blobs.put(
+        reader,
+        "application/octet-stream",
+        state.config.server.max_upload_bytes,
+    );
+    let feed = async move {
+        while let Some(chunk) = field
+            .chunk()
+            .await
+            .map_err(|e| Error::InvalidInput(format!("the upload was interrupted: {e}")))?
+        {
+            if writer.write_all(&chunk).await.is_err() {
+                break; // the store stopped reading (too large): its error is the answer
+            }
+        }
+        Ok::<(), Error>(())
+    };
+    let (blob, fed) = tokio::join!(put, feed);
+    let blob = blob?;
+    fed?;
+    Ok(blob)
+}
+
+/// Checks that the stored bytes are a recording dealdesk can decode; removes a new blob that
+/// is not, so nothing half-valid stays behind.
+async fn sniff(state: &AppState, blob: &Blob) -> Result<()> {
+    let path = state.blobs.path_of(&blob.sha256)?;
+    let probe = {
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || {
+            asr::AudioReader::open(&path, asr::Channels::Mix).map(|_| ())
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("format check panicked: {e}")))?
+    };
+    if let Err(e) = probe {
+        if !blob.existed {
+            sqlx::query("DELETE FROM blobs WHERE sha256 = $1")
+                .bind(&blob.sha256)
+                .execute(state.db.pool())
+                .await?;
+            let _ = tokio::fs::remove_file(&path).await;
+        }
+        return Err(Error::InvalidInput(format!(
+            "the upload is not a recording dealdesk can read ({e}); supported: {}",
+            asr::SUPPORTED_FORMATS
+        )));
+    }
+    Ok(())
+}
+
+async fn queue(state: &AppState, user: &User, new: NewCall) -> Result<Call> {
+    let call = records::create(&state.db, user, &new).await?;
+    queue_existing(state, user, &call).await
+}
+
+async fn queue_existing(state: &AppState, user: &User, call: &Call) -> Result<Call> {
+    let job = state
+        .jobs
+        .enqueue(
+            ANALYZE_JOB,
+            &serde_json::json!({"call_id": call.id}),
+            Some(&user.id),
+        )
+        .await?;
+    records::set_job(&state.db, &call.id, &job.id).await?;
+    records::get(&state.db, &call.id).await
+}
+
+/// Uploads a recording (multipart, streamed to disk, format sniffed from the content) and
+/// queues its analysis. The same recording uploaded again by the same user returns the
+/// existing call with `duplicate: true`.
+#[utoipa::path(post, path = "/calls", tag = "calls", security(("token" = [])),
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses((status = 202, body = Accepted), (status = 200, body = Accepted, description = "already uploaded"),
+        (status = 400, body = ErrorBody), (status = 413, body = ErrorBody)))]
+pub async fn upload(
+    State(state): State<AppState>,
+    Extension(Caller(user)): Extension<Caller>,
+    multipart: std::result::Result<Multipart, MultipartRejection>,
+) -> Result<(StatusCode, Json<Accepted>)> {
+    let mut multipart = multipart.map_err(|e| {
+        Error::InvalidInput(format!(
+            "send the recording as multipart/form-data with a `file` field ({e})"
+        ))
+    })?;
+    let mut form = Form::default();
+    let mut blob = None;
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| Error::InvalidInput(format!("malformed multipart body: {e}")))?
+    {
+        let name = field.name().unwrap_or("").to_string();
+        if name == "file" {
+            if form.title.is_none() {
+                form.title = field.file_name().map(str::to_string);
+            }
+            blob = Some(store_file(&state, field).await?);
+        } else {
+            form.set(&name, field).await?;
+        }
+    }
+    let blob =
+        blob.ok_or_else(|| Error::InvalidInput("no `file` field: attach the recording".into()))?;
+    if blob.size_bytes == 0 {
+        return Err(Error::InvalidInput("the uploaded file is empty".into()));
+    }
+    sniff(&state, &blob).await?;
+    if let Some(call) = records::find_upload(&state.db, &user, &blob.sha256).await? {
+        return Ok((
+            StatusCode::OK,
+            Json(Accepted {
+                call,
+                duplicate: true,
+            }),
+        ));
+    }
+    let call = queue(
+        &state,
+        &user,
+        NewCall {
+            title: form.title.unwrap_or_else(|| "call".into()),
+            call_date: form.call_date,
+            language: form.language,
+            participants: form.participants,
+            blob_sha256: Some(blob.sha256),
+            source: "upload",
+            channels: form.channels.unwrap_or_else(|| "mix".into()),
+        },
+    )
+    .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Accepted {
+            call,
+            duplicate: false,
+        }),
+    ))
+}
+
+/// Imports a transcript another tool made (the JSON format in the README) and queues the
+/// extraction; no speech recognition runs.
+#[utoipa::path(post, path = "/calls/import-transcript", tag = "calls", security(("token" = [])),
+    request_body = CallTranscript,
+    responses((status = 202, body = Accepted), (status = 400, body = ErrorBody)))]
+pub async fn import_transcript(
+    State(state): State<AppState>,
+    Extension(Caller(user)): Extension<Caller>,
+    body: String,
+) -> Result<(StatusCode, Json<Accepted>)> {
+    let t = CallTranscript::from_json(&body)?;
+    let call = records::create(
+        &state.db,
+        &user,
+        &NewCall {
+            title: if t.title.is_empty() {
+                "imported call".into()
+            } else {
+                t.title.clone()
+            },
+            call_date: t.call_date,
+            language: Some(t.language.clone()),
+            participants: t.participants.clone(),
+            blob_sha256: None,
+            source: "import",
+            channels: "mix".into(),
+        },
+    )
+    .await?;
+    records::save_transcript(&state.db, &call.id, &t, "import").await?;
+    let call = queue_existing(&state, &user, &call).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Accepted {
+            call,
+            duplicate: false,
+        }),
+    ))
+}
+
+/// The caller's calls (a manager: their region's), newest first.
+#[utoipa::path(get, path = "/calls", tag = "calls", security(("token" = [])),
+    responses((status = 200, body = Vec<Call>)))]
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(Caller(user)): Extension<Caller>,
+) -> Result<Json<Vec<Call>>> {
+    Ok(Json(records::list_scoped(&state.db, &user).await?))
+}
+
+/// A call with its analysis status and progress (0–100).
+#[utoipa::path(get, path = "/calls/{id}", tag = "calls", security(("token" = [])),
+    params(("id" = String, Path, description = "Call id")),
+    responses((status = 200, body = Call), (status = 404, body = ErrorBody)))]
+pub async fn get(
+    State(state): State<AppState>,
+    Extension(Caller(user)): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<Call>> {
+    Ok(Json(records::get_scoped(&state.db, &user, &id).await?))
+}
+
+/// The call's timestamped transcript.
+#[utoipa::path(get, path = "/calls/{id}/transcript", tag = "calls", security(("token" = [])),
+    params(("id" = String, Path, description = "Call id")),
+    responses((status = 200, body = CallTranscript), (status = 404, body = ErrorBody)))]
+pub async fn transcript(
+    State(state): State<AppState>,
+    Extension(Caller(user)): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<CallTranscript>> {
+    let call = records::get_scoped(&state.db, &user, &id).await?;
+    let t = records::transcript(&state.db, &call)
+        .await?
+        .ok_or_else(|| {
+            Error::NotFound(format!(
+                "call {id} has no transcript yet (status {}); poll GET /calls/{id}",
+                call.status
+            ))
+        })?;
+    Ok(Json(t))
+}
+
+/// The call's commitments and objections (with playbook answers), each with its quote.
+#[utoipa::path(get, path = "/calls/{id}/insights", tag = "calls", security(("token" = [])),
+    params(("id" = String, Path, description = "Call id")),
+    responses((status = 200, body = Insights), (status = 404, body = ErrorBody)))]
+pub async fn insights(
+    State(state): State<AppState>,
+    Extension(Caller(user)): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<Insights>> {
+    let call = records::get_scoped(&state.db, &user, &id).await?;
+    Ok(Json(records::insights(&state.db, &call.id).await?))
+}
+
+async fn call_tasks(state: &AppState, user: &User, id: &str) -> Result<Vec<Task>> {
+    let call = records::get_scoped(&state.db, user, id).await?;
+    tasks::list(state.db.pool(), &call.id).await
+}
+
+/// The call's tasks (one per commitment).
+#[utoipa::path(get, path = "/calls/{id}/tasks", tag = "calls", security(("token" = [])),
+    params(("id" = String, Path, description = "Call id")),
+    responses((status = 200, body = Vec<Task>), (status = 404, body = ErrorBody)))]
+pub async fn list_tasks(
+    State(state): State<AppState>,
+    Extension(Caller(user)): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<Task>>> {
+    Ok(Json(call_tasks(&state, &user, &id).await?))
+}
+
+/// The call's tasks as CSV.
+#[utoipa::path(get, path = "/calls/{id}/tasks.csv", tag = "calls", security(("token" = [])),
+    params(("id" = String, Path, description = "Call id")),
+    responses((status = 200, content_type = "text/csv", body = String), (status = 404, body = ErrorBody)))]
+pub async fn tasks_csv(
+    State(state): State<AppState>,
+    Extension(Caller(user)): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse> {
+    let body = tasks::to_csv(&call_tasks(&state, &user, &id).await?);
+    Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body))
+}
+
+/// The call's tasks as an iCalendar file of VTODOs (with due dates).
+#[utoipa::path(get, path = "/calls/{id}/tasks.ics", tag = "calls", security(("token" = [])),
+    params(("id" = String, Path, description = "Call id")),
+    responses((status = 200, content_type = "text/calendar", body = String), (status = 404, body = ErrorBody)))]
+pub async fn tasks_ics(
+    State(state): State<AppState>,
+    Extension(Caller(user)): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse> {
+    let body = tasks::to_ics(&call_tasks(&state, &user, &id).await?);
+    Ok((
+        [(header::CONTENT_TYPE, "text/calendar; charset=utf-8")],
+        body,
+    ))
+}
+
+/// Marks a task open or done.
+#[utoipa::path(post, path = "/calls/{id}/tasks/{task}", tag = "calls", security(("token" = [])),
+    params(("id" = String, Path, description = "Call id"), ("task" = String, Path, description = "Task id")),
+    request_body = TaskUpdate,
+    responses((status = 200, body = Vec<Task>), (status = 404, body = ErrorBody)))]
+pub async fn update_task(
+    State(state): State<AppState>,
+    Extension(Caller(user)): Extension<Caller>,
+    Path((id, task)): Path<(String, String)>,
+    Json(update): Json<TaskUpdate>,
+) -> Result<Json<Vec<Task>>> {
+    let call = records::get_scoped(&state.db, &user, &id).await?;
+    tasks::set_status(state.db.pool(), &call.id, &task, &update.status).await?;
+    Ok(Json(tasks::list(state.db.pool(), &call.id).await?))
+}
