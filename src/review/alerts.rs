@@ -12,6 +12,8 @@ use crate::store::{Db, now_ms};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Metric {
+    /// Open commitment tasks past their due date, across all reps.
+    OverdueCommitments,
     /// Overridden / decided recommendations over the last `days`.
     OverrideRate,
     /// Percentage points the win rate of closed deals fell: the last `days` against the
@@ -48,6 +50,10 @@ const DAY_MS: i64 = 86_400_000;
 async fn value(db: &Db, alert: &Alert, now: i64) -> Result<Option<f64>> {
     let window = i64::from(alert.days) * DAY_MS;
     match alert.metric {
+        Metric::OverdueCommitments => {
+            let reps = super::metrics::commitments(db, None).await?;
+            Ok(Some(reps.iter().map(|r| r.overdue).sum::<i64>() as f64))
+        }
         Metric::OverrideRate => {
             let (overridden, decided): (i64, i64) = sqlx::query_as(
                 "SELECT COALESCE(SUM(CASE WHEN state = 'overridden' THEN 1 ELSE 0 END), 0), \

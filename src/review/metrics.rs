@@ -58,6 +58,50 @@ pub struct AiMetrics {
     pub quotes_followed: DealOutcomes,
     /// Deals closed in the period whose quote overrode it.
     pub quotes_overridden: DealOutcomes,
+    /// Open and overdue commitments (tasks from calls) per rep, now.
+    pub commitments: Vec<RepCommitments>,
+}
+
+/// A rep's commitment tasks.
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct RepCommitments {
+    pub rep_id: String,
+    pub rep_name: String,
+    pub open: i64,
+    /// Open with a due date before today (UTC).
+    pub overdue: i64,
+}
+
+/// Today in UTC as `YYYY-MM-DD` (task due dates are calendar dates).
+pub fn today() -> String {
+    jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date()
+        .to_string()
+}
+
+/// Open and overdue commitment tasks per rep, in `region` or everywhere.
+pub async fn commitments(db: &Db, region: Option<&str>) -> Result<Vec<RepCommitments>> {
+    let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+        "SELECT u.id, u.name, COUNT(*), \
+         COALESCE(SUM(CASE WHEN t.due_date IS NOT NULL AND t.due_date < $1 THEN 1 ELSE 0 END), 0) \
+         FROM tasks t JOIN calls c ON c.id = t.call_id JOIN users u ON u.id = c.owner_id \
+         WHERE t.status = 'open' AND ($2 IS NULL OR c.region = $2) \
+         GROUP BY u.id, u.name ORDER BY u.name",
+    )
+    .bind(today())
+    .bind(region)
+    .fetch_all(db.pool())
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(rep_id, rep_name, open, overdue)| RepCommitments {
+            rep_id,
+            rep_name,
+            open,
+            overdue,
+        })
+        .collect())
 }
 
 /// Milliseconds at the start (00:00 UTC) of a `YYYY-MM-DD` date; `what` names the argument in
@@ -150,6 +194,7 @@ pub async fn ai_metrics(
         kinds: stats.into_values().collect(),
         quotes_followed: deal_outcomes(db, region, from_ms, to_ms, "followed").await?,
         quotes_overridden: deal_outcomes(db, region, from_ms, to_ms, "overrode").await?,
+        commitments: commitments(db, region).await?,
     })
 }
 
@@ -338,6 +383,50 @@ mod tests {
             .find(|k| k.kind == "commitment")
             .unwrap();
         assert_eq!(c.proposed, 5);
+
+        // Commitment tasks of the rep's call: one overdue, one due later, one done.
+        sqlx::query(
+            "INSERT INTO calls (id, owner_id, region, title, participants, status, created_at) \
+             VALUES ('call-1', $1, 'emea', 'demo', '[]', 'done', 0)",
+        )
+        .bind(&w.rep.id)
+        .execute(w.db.pool())
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO insights (id, call_id, kind, body, quote, created_at) \
+             VALUES ('i-1', 'call-1', 'commitment', '{}', 'I will send it', 0)",
+        )
+        .execute(w.db.pool())
+        .await
+        .unwrap();
+        for (id, due, status) in [
+            ("t1", "2020-01-01", "open"),
+            ("t2", "2999-01-01", "open"),
+            ("t3", "2020-01-01", "done"),
+        ] {
+            sqlx::query(
+                "INSERT INTO tasks (id, call_id, insight_id, owner, side, action, due_date, \
+                 status, quote, created_at, updated_at) \
+                 VALUES ($1, 'call-1', 'i-1', 'Rita', 'seller', 'send it', $2, $3, 'q', 0, 0)",
+            )
+            .bind(id)
+            .bind(due)
+            .bind(status)
+            .execute(w.db.pool())
+            .await
+            .unwrap();
+        }
+        let m = ai_metrics(&w.db, Some("emea"), 0, i64::MAX).await.unwrap();
+        assert_eq!(m.commitments.len(), 1);
+        assert_eq!((m.commitments[0].open, m.commitments[0].overdue), (2, 1));
+        assert!(
+            ai_metrics(&w.db, Some("apac"), 0, 1)
+                .await
+                .unwrap()
+                .commitments
+                .is_empty()
+        );
 
         let text = exposition(&w.db).await.unwrap();
         assert!(
