@@ -277,8 +277,8 @@ impl Recommender {
     fn explain(&self, row: &[f64]) -> Vec<Contribution> {
         let m = &self.model;
         let mut by_field: Vec<Contribution> = Vec::new();
-        for j in 1..row.len() {
-            let c = m.beta[j] * (row[j] - m.means[j]);
+        for (j, x) in row.iter().enumerate().skip(1) {
+            let c = m.beta[j] * (x - m.means[j]);
             match by_field.iter_mut().find(|f| f.field == self.fields[j]) {
                 Some(f) => f.logit += c,
                 None => by_field.push(Contribution {
