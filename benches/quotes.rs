@@ -1,7 +1,8 @@
 //! Quote recommender hot paths on a simulated market: one recommendation (curve, guardrails,
-//! interval, explanation, 5 nearest of 10,000 past deals) and the warm refit on 100,000
-//! outcomes that runs as outcomes arrive. Also prints the recommendation latency p50/p99 over
-//! 10,000 single calls.
+//! interval, explanation, 5 nearest of 10,000 past deals) and the refit on 100,000 outcomes,
+//! warm-started (as outcomes arrive) and from zero coefficients. Also prints the
+//! recommendation latency p50/p99 over 10,000 single calls and the time of one full fit
+//! (penalty and calibration selection) on 100,000 outcomes.
 //!
 //! `cargo bench --bench quotes`; results are recorded in `eval/reports/quotes.md`.
 
@@ -44,9 +45,20 @@ fn quotes(c: &mut Criterion) {
     });
 
     let big = examples(&market.history(100_000, &mut rng, policy));
+    let start = Instant::now();
+    let full = QuoteModel::train(&big, &TrainOptions::default()).unwrap();
+    println!(
+        "quotes/train_100k (7 penalties x 5 folds + calibration + final fit): {:.2} s",
+        start.elapsed().as_secs_f64()
+    );
+    let mut cold = full.clone();
+    cold.beta.fill(0.0);
     let mut group = c.benchmark_group("quotes");
     group.sample_size(10);
-    group.bench_function("refit_100k", |b| b.iter(|| model.refit(&big).unwrap()));
+    // As outcomes arrive: warm-started from the current model.
+    group.bench_function("refit_100k_warm", |b| b.iter(|| model.refit(&big).unwrap()));
+    // From zero coefficients with the selected penalty: a refit from scratch.
+    group.bench_function("refit_100k_cold", |b| b.iter(|| cold.refit(&big).unwrap()));
     group.finish();
 }
 

@@ -85,15 +85,18 @@ fn import_fit_recommend_record_and_check_fairness() {
     bad.push_str("x1,Maybe,West,smb,Argo,100,90,2024-05-01\n");
     bad.push_str("x2,Won,West,smb,Argo,100,120,2024-05-01\n");
     bad.push_str("x3,Lost,West,smb,Argo,lots,90,2024-05-01\n");
+    bad.push_str("x4,Won,,smb,Argo,100,90,2024-05-01\n");
     let bad = write(d, "bad.csv", &bad);
     let err = run_err(env(dealdesk(d)).args(["deals", "import", &bad, "--map", &map]));
     assert!(
-        err.contains("3 bad row(s)") && err.contains("nothing was imported"),
+        err.contains("4 bad row(s)") && err.contains("nothing was imported"),
         "{err}"
     );
     assert!(err.contains("line 1502: stage \"Maybe\""), "{err}");
     assert!(
-        err.contains("line 1503: discount") && err.contains("line 1504: list price \"lots\""),
+        err.contains("line 1503: discount")
+            && err.contains("line 1504: list price \"lots\"")
+            && err.contains("line 1505: the region is empty"),
         "{err}"
     );
     let err = run_err(env(dealdesk(d)).args(["quotes", "fit"]));

@@ -230,3 +230,65 @@ pub fn evaluate(opts: &EvalOptions) -> Result<EvalReport> {
         seconds: start.elapsed().as_secs_f64(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quotes::simulate::{Market, Rng};
+    use std::fmt::Write as _;
+
+    #[test]
+    fn both_protocols_run_on_a_csv_and_score_above_chance() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("deals.csv");
+        let mut rng = Rng::new(42);
+        let past = Market::regional().history(1500, &mut rng, |_, rng| 0.3 * rng.uniform());
+        let mut csv = "id;day;stage;region;product;size\n".to_string();
+        for (i, d) in past.iter().enumerate() {
+            let p = &d.input;
+            let stage = if d.won { "Won" } else { "Lost" };
+            let region = p.region.as_deref().unwrap();
+            let product = p.features["product"].as_str().unwrap();
+            writeln!(
+                csv,
+                "{i};2024-01-{:02};{stage};{region};{product};{}",
+                i % 28 + 1,
+                p.list_price
+            )
+            .unwrap();
+        }
+        csv.push_str("x;2024-02-01;;West;Argo;100\n");
+        std::fs::write(&path, csv).unwrap();
+        let opts = EvalOptions {
+            csv: path,
+            target: "stage".into(),
+            positive: "Won".into(),
+            sep: b';',
+            time_col: None,
+            drop: vec!["id".into()],
+        };
+        let cv = evaluate(&opts).unwrap();
+        assert_eq!((cv.splits.len(), cv.rows, cv.skipped), (5, 1500, 1));
+        assert_eq!(cv.features, ["day", "product", "region", "size"]);
+        assert!(cv.auc > 0.55 && cv.ece < 0.08, "{cv:?}");
+        let timed = evaluate(&EvalOptions {
+            time_col: Some("day".into()),
+            ..opts.clone()
+        })
+        .unwrap();
+        assert_eq!(
+            (timed.splits[0].n_train, timed.splits[0].n_test),
+            (1200, 300)
+        );
+        let wrong = evaluate(&EvalOptions {
+            target: "nope".into(),
+            ..opts
+        });
+        assert!(
+            wrong
+                .unwrap_err()
+                .to_string()
+                .contains("no column \"nope\"")
+        );
+    }
+}

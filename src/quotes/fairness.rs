@@ -70,7 +70,7 @@ pub fn report(recommender: &Recommender, deals: &[PastDeal]) -> Result<FairnessR
     let scored: Vec<(f64, f64)> = deals
         .iter()
         .map(|d| {
-            let r = recommender.recommend(&d.input)?;
+            let r = recommender.price(&d.input)?;
             Ok(match r.recommended {
                 Some(q) => (q.discount, q.win_probability),
                 None => (0.0, r.win_probability_at_list),

@@ -96,6 +96,11 @@ pub fn parse(
         })
     };
     let optional = |name: &Option<String>| name.as_deref().map(column).transpose();
+    if mapping.region.is_none() {
+        return Err(Error::InvalidInput(
+            "the mapping has no `region` column; every deal needs a region".into(),
+        ));
+    }
     let outcome_col = column(&mapping.outcome)?;
     let cols = [
         optional(&mapping.list_price)?,
@@ -193,9 +198,12 @@ pub fn parse(
                     features.insert(name.clone(), json);
                 }
             }
+            let Some(region) = cell(region_c) else {
+                return Err("the region is empty; every deal needs one".into());
+            };
             NewDeal {
                 external_id: cell(id_c),
-                region: cell(region_c),
+                region: Some(region),
                 segment: cell(segment_c),
                 features,
                 list_price: number(list_c, "list price")?,

@@ -319,7 +319,7 @@ mod tests {
         let n = 2_000;
         let x = Array2::from_shape_fn((n, 2), |(_, j)| if j == 0 { 1.0 } else { rng.normal() });
         let y: Array1<f64> = (0..n)
-            .map(|i| f64::from(u8::from(rng.uniform() < sigmoid(-1.0 * x[[i, 1]]))))
+            .map(|i| f64::from(u8::from(rng.uniform() < sigmoid(-x[[i, 1]]))))
             .collect();
         let mut opts = FitOptions::ridge(2, 0.0);
         let free = fit(x.view(), y.view(), None, &opts).unwrap();

@@ -357,3 +357,58 @@ fn fit_options(design: &Design, lambda: f64) -> FitOptions {
         tol: 1e-6,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quotes::simulate::{Market, Rng, examples};
+
+    #[test]
+    fn without_prices_the_model_is_context_only_and_says_so() {
+        let mut rng = Rng::new(42);
+        let past = Market::regional().history(600, &mut rng, |_, rng| 0.3 * rng.uniform());
+        let mut data = examples(&past);
+        data[0].discount = None;
+        let model = QuoteModel::train(&data, &TrainOptions::default()).unwrap();
+        assert!(model.price.is_none());
+        assert!(
+            model
+                .note
+                .as_deref()
+                .unwrap()
+                .contains("1 of 600 outcomes have no price")
+        );
+        assert_eq!(model.beta.len(), 1 + model.encoder.width());
+        let p = model.predict(&data[1].record, 0.2);
+        assert_eq!(p, model.predict(&data[1].record, 0.0), "no discount effect");
+        assert!(model.validation.auc > 0.55, "{:?}", model.validation);
+        let too_few = QuoteModel::train(&data[..5], &TrainOptions::default());
+        assert!(
+            too_few
+                .unwrap_err()
+                .to_string()
+                .contains("record more outcomes")
+        );
+    }
+
+    #[test]
+    fn the_discount_curve_is_monotone_and_close_to_the_truth() {
+        let market = Market::regional();
+        let mut rng = Rng::new(42);
+        let past = market.history(20_000, &mut rng, |_, rng| 0.3 * rng.uniform());
+        let model = QuoteModel::train(&examples(&past), &TrainOptions::default()).unwrap();
+        let deal = market.draw(&mut rng);
+        let record = deal.record();
+        let mut last = 0.0;
+        for k in 0..=30 {
+            let d = f64::from(k) / 100.0;
+            let p = model.predict(&record, d);
+            assert!(p >= last - 1e-12, "P(win) falls at d = {d}");
+            assert!(
+                (p - market.win_probability(&deal, d)).abs() < 0.05,
+                "d = {d}"
+            );
+            last = p;
+        }
+    }
+}

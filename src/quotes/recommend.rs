@@ -169,6 +169,19 @@ impl Recommender {
 
     /// Prices `deal`.
     pub fn recommend(&self, deal: &DealInput) -> Result<Recommendation> {
+        let mut out = self.price(deal)?;
+        let m = &self.model;
+        let record = deal.record();
+        let discount = out.recommended.map_or(0.0, |q| q.discount);
+        let row = m.row(&record, discount);
+        out.explanation = self.explain(&row);
+        out.similar = self.similar(&row[1..1 + m.encoder.width()]);
+        Ok(out)
+    }
+
+    /// The curve and the guarded optimum only, without explanation and similar deals (for
+    /// scoring many deals, e.g. the fairness report).
+    pub fn price(&self, deal: &DealInput) -> Result<Recommendation> {
         if !(deal.list_price.is_finite() && deal.list_price > 0.0) {
             return Err(Error::InvalidInput(format!(
                 "list_price is {}; it must be a positive amount",
@@ -205,11 +218,10 @@ impl Recommender {
             approval_discount: self.rules.approval_discount,
             recommendation_id: None,
             explanation: Vec::new(),
-            similar: self.similar(&row0[1..1 + m.encoder.width()]),
+            similar: Vec::new(),
             note: m.note.clone(),
         };
         let Some(price) = &m.price else {
-            out.explanation = self.explain(&row0);
             return Ok(out);
         };
         // d ≤ max_discount, margin (price − cost)/price ≥ floor, and no extrapolation.
@@ -253,7 +265,6 @@ impl Recommender {
                  floor margin {} at cost {cost:.2}",
                 guardrail.floor_margin
             ));
-            out.explanation = self.explain(&row0);
             return Ok(out);
         };
         if unconstrained.is_some_and(|u| u > chosen.discount + 1e-9) {
@@ -269,7 +280,6 @@ impl Recommender {
             expected_margin: chosen.expected_margin,
         });
         out.needs_approval = chosen.discount > self.rules.approval_discount + 1e-9;
-        out.explanation = self.explain(&row);
         Ok(out)
     }
 
@@ -277,8 +287,8 @@ impl Recommender {
     fn explain(&self, row: &[f64]) -> Vec<Contribution> {
         let m = &self.model;
         let mut by_field: Vec<Contribution> = Vec::new();
-        for j in 1..row.len() {
-            let c = m.beta[j] * (row[j] - m.means[j]);
+        for (j, x) in row.iter().enumerate().skip(1) {
+            let c = m.beta[j] * (x - m.means[j]);
             match by_field.iter_mut().find(|f| f.field == self.fields[j]) {
                 Some(f) => f.logit += c,
                 None => by_field.push(Contribution {

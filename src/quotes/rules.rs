@@ -83,10 +83,8 @@ impl Rules {
                 bad.push(name);
             }
         }
-        if !bad.is_empty()
-            || !(rules.grid_step > 0.0 && rules.grid_step <= 0.1)
-            || rules.fairness.size_bands == 0
-        {
+        let grid_ok = rules.grid_step > 0.0 && rules.grid_step <= 0.1;
+        if !bad.is_empty() || !grid_ok || rules.fairness.size_bands == 0 {
             return Err(Error::InvalidInput(format!(
                 "{origin}: max_discount, floor_margin and cost_ratio must be fractions in [0, 1) \
                  (check {}), grid_step in (0, 0.1], fairness.size_bands at least 1",

@@ -234,12 +234,6 @@ pub async fn import(db: &Db, actor: Actor<'_>, csv: &Path, mapping: &Path) -> Re
         Ok(deals) => deals,
         Err(bad) => return Err(import::bad_rows_error(csv, &bad)),
     };
-    if let Some(d) = deals.iter().find(|d| d.region.is_none()) {
-        return Err(Error::InvalidInput(format!(
-            "deal {:?} has no region: map a region column in the mapping",
-            d.external_id.as_deref().unwrap_or("(no id)")
-        )));
-    }
     store::insert_deals(db, actor.user_id, "", &deals).await?;
     let count = |o: Option<super::deals::Outcome>| deals.iter().filter(|d| d.outcome == o).count();
     Ok(ImportReport {

@@ -172,7 +172,7 @@ pub fn regret_curve(
         let batch = market.history(more, &mut rng, |deal, rng| match &current {
             Some(r) => {
                 let d = r
-                    .recommend(deal)
+                    .price(deal)
                     .ok()
                     .and_then(|rec| rec.recommended)
                     .map_or(0.15, |q| q.discount);
@@ -185,7 +185,7 @@ pub fn regret_curve(
         let rec = Recommender::new(model, "sim".into(), past.len() as i64, rules.clone(), &past);
         let (mut sum_rec, mut sum_opt, mut sum_regret) = (0.0, 0.0, 0.0);
         for deal in &reference {
-            let r = rec.recommend(deal)?;
+            let r = rec.price(deal)?;
             let margin =
                 |d: f64| market.win_probability(deal, d) * (deal.list_price * (1.0 - d) - r.cost);
             let (opt_d, opt_m) = r

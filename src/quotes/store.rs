@@ -116,7 +116,7 @@ pub async fn get_deal(db: &Db, id: &str, region: Option<&str>) -> Result<Deal> {
     match deal {
         Some(d) if region.is_none() || d.region.as_deref() == region => Ok(d),
         _ => Err(Error::NotFound(format!(
-            "no deal {id} in your scope; list deals with GET /deals or record one with POST /deals"
+            "no deal {id} in your scope; check the id, or record the deal with POST /deals"
         ))),
     }
 }
