@@ -113,6 +113,7 @@ pub async fn refit_if_due(db: &Db, config: &Config) -> Result<Option<ModelInfo>>
     if store::outcomes_since(db, info.created_at).await? < config.quotes.refit_every as i64 {
         return Ok(None);
     }
+    check_calibration(db, config, &model, info.created_at).await?;
     let past = store::closed_deals(db).await?;
     let hash = store::training_hash(&past);
     let refit = blocking(move || model.refit(&examples(&past))).await;
@@ -127,6 +128,38 @@ pub async fn refit_if_due(db: &Db, config: &Config) -> Result<Option<ModelInfo>>
         }
         Err(e) => Err(e),
     }
+}
+
+/// Scores `model` on the outcomes recorded after it was fitted (which it never saw) and lets
+/// the review breaker switch quotes to manual when its calibration error is too high.
+async fn check_calibration(
+    db: &Db,
+    config: &Config,
+    model: &QuoteModel,
+    fitted_at: i64,
+) -> Result<()> {
+    let recent = store::closed_deals_since(db, fitted_at).await?;
+    if recent.is_empty() {
+        return Ok(());
+    }
+    let (p, y): (Vec<f64>, Vec<f64>) = recent
+        .iter()
+        .map(|d| {
+            let p = model.predict(&d.input.record(), d.discount.unwrap_or(0.0));
+            (p, if d.won { 1.0 } else { 0.0 })
+        })
+        .unzip();
+    let ece = super::metrics::ece(&p, &y, 10);
+    let rules = review::rules_source(config)?.current();
+    let mut tx = db.pool().begin().await?;
+    if review::breaker::observe_calibration(&mut tx, &rules, ece).await? {
+        tracing::warn!(
+            ece,
+            "quote recommendations need a manager until an admin resets the breaker"
+        );
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 /// The newest model with the past deals, ready to recommend.

@@ -171,9 +171,16 @@ pub async fn record_outcome(
 
 /// Every closed deal, oldest first, as training data.
 pub async fn closed_deals(db: &Db) -> Result<Vec<PastDeal>> {
+    closed_deals_since(db, i64::MIN).await
+}
+
+/// Deals whose outcome was recorded after `since_ms`.
+pub async fn closed_deals_since(db: &Db, since_ms: i64) -> Result<Vec<PastDeal>> {
     let rows = sqlx::query(&format!(
-        "SELECT {DEAL_COLUMNS} FROM deals WHERE outcome IS NOT NULL ORDER BY id"
+        "SELECT {DEAL_COLUMNS} FROM deals WHERE outcome IS NOT NULL AND updated_at > $1 \
+         ORDER BY id"
     ))
+    .bind(since_ms)
     .fetch_all(db.pool())
     .await?;
     rows.iter()
