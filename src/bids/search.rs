@@ -150,21 +150,6 @@ impl Filters {
         ))
     }
 
-    /// Whether a bid passes (the same rules the index query applies).
-    pub fn accepts(&self, bid: &Bid) -> bool {
-        let (from, to) = self.date_bounds().unwrap_or((None, None));
-        let date = bid.date_number().unwrap_or(0);
-        let value = bid.value.unwrap_or(0.0);
-        self.outcomes().contains(&bid.outcome)
-            && self.sector.as_ref().is_none_or(|s| *s == bid.sector)
-            && self.region.as_ref().is_none_or(|r| *r == bid.region)
-            && self.language.is_none_or(|l| l == bid.language)
-            && from.is_none_or(|f| date >= f)
-            && to.is_none_or(|t| date <= t)
-            && self.value_min.is_none_or(|m| value >= m)
-            && self.value_max.is_none_or(|m| value <= m)
-    }
-
     fn query(&self, index: &BidIndex) -> Result<Vec<Box<dyn Query>>> {
         let f = &index.fields;
         let term = |field, text: &str| -> Box<dyn Query> {
