@@ -14,14 +14,3 @@ CREATE TABLE bid_outcomes (
     recorded_at  BIGINT NOT NULL
 );
 CREATE INDEX bid_outcomes_bid ON bid_outcomes(bid_id);
-
--- Sentence embeddings of each bid, computed at import (model id, bid revision), stored as
--- base64 little-endian f32.
-CREATE TABLE bid_embeddings (
-    bid_id       TEXT NOT NULL REFERENCES bids(id),
-    model_id     TEXT NOT NULL,
-    rev          BIGINT NOT NULL,
-    dims         BIGINT NOT NULL,
-    vector       TEXT NOT NULL,
-    PRIMARY KEY (bid_id, model_id)
-);

@@ -137,15 +137,13 @@ pub async fn set_outcome(
     get(db, id).await
 }
 
-/// Deletes bid `id` (and its embeddings and outcome log).
+/// Deletes bid `id` (and its outcome log).
 pub async fn delete(db: &Db, id: &str) -> Result<()> {
     let mut tx = db.pool().begin().await?;
-    for table in ["bid_embeddings", "bid_outcomes"] {
-        sqlx::query(&format!("DELETE FROM {table} WHERE bid_id = $1"))
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-    }
+    sqlx::query("DELETE FROM bid_outcomes WHERE bid_id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
     let done = sqlx::query("DELETE FROM bids WHERE id = $1")
         .bind(id)
         .execute(&mut *tx)

@@ -109,7 +109,6 @@ fn schema() -> (Schema, Fields) {
 
 /// The bid index: a reader for searches and one writer.
 pub struct BidIndex {
-    index: Index,
     reader: IndexReader,
     writer: Mutex<IndexWriter>,
     pub fields: Fields,
@@ -157,7 +156,6 @@ impl BidIndex {
             .try_into()
             .map_err(index_err("reader"))?;
         Ok(BidIndex {
-            index,
             reader,
             writer: Mutex::new(writer),
             fields,
@@ -293,10 +291,5 @@ impl BidIndex {
 
     pub fn num_docs(&self) -> u64 {
         self.searcher().num_docs()
-    }
-
-    /// The tokenizer manager with the registered analyzers (for queries and highlights).
-    pub fn index(&self) -> &Index {
-        &self.index
     }
 }

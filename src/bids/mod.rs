@@ -224,15 +224,6 @@ impl Library {
             .into()
     }
 
-    /// Number of bids in the index.
-    pub fn len(&self) -> u64 {
-        self.index.num_docs()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Ranked past bids for a tender.
     pub fn search(&self, req: &SearchRequest) -> Result<SearchResponse> {
         let started = Instant::now();

@@ -150,21 +150,6 @@ impl Filters {
         ))
     }
 
-    /// Whether a bid passes (the same rules the index query applies).
-    pub fn accepts(&self, bid: &Bid) -> bool {
-        let (from, to) = self.date_bounds().unwrap_or((None, None));
-        let date = bid.date_number().unwrap_or(0);
-        let value = bid.value.unwrap_or(0.0);
-        self.outcomes().contains(&bid.outcome)
-            && self.sector.as_ref().is_none_or(|s| *s == bid.sector)
-            && self.region.as_ref().is_none_or(|r| *r == bid.region)
-            && self.language.is_none_or(|l| l == bid.language)
-            && from.is_none_or(|f| date >= f)
-            && to.is_none_or(|t| date <= t)
-            && self.value_min.is_none_or(|m| value >= m)
-            && self.value_max.is_none_or(|m| value <= m)
-    }
-
     fn query(&self, index: &BidIndex) -> Result<Vec<Box<dyn Query>>> {
         let f = &index.fields;
         let term = |field, text: &str| -> Box<dyn Query> {
@@ -298,6 +283,9 @@ fn dedup(terms: Vec<String>) -> Vec<String> {
         .collect()
 }
 
+/// Most query terms searched per language (the rarest in the index).
+pub const MAX_TERMS: usize = 32;
+
 /// Field weights: title, requirements, body.
 const BOOSTS: [f32; 3] = [2.0, 1.5, 1.0];
 /// How many keyword hits enter fusion.
@@ -312,10 +300,27 @@ pub fn bm25(
     filters: &Filters,
     limit: usize,
 ) -> Result<Vec<(DocAddress, f32)>> {
+    let searcher = index.searcher();
+    let fields = index.fields.text();
+    // Keep the most selective terms: frequent ones have long posting lists and add little.
+    let mut selective: Vec<(u64, &String)> = Vec::new();
+    for t in &terms.terms[slot] {
+        let mut df = 0;
+        for f in &fields {
+            df += searcher
+                .doc_freq(&Term::from_field_text(f.fields[slot], t))
+                .map_err(|e| Error::Internal(format!("bid search failed: {e}")))?;
+        }
+        if df > 0 {
+            selective.push((df, t));
+        }
+    }
+    selective.sort();
+    selective.truncate(MAX_TERMS);
     let mut should: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-    for (text_field, boost) in index.fields.text().into_iter().zip(BOOSTS) {
+    for (text_field, boost) in fields.into_iter().zip(BOOSTS) {
         {
-            for t in &terms.terms[slot] {
+            for (_, t) in &selective {
                 let q = TermQuery::new(
                     Term::from_field_text(text_field.fields[slot], t),
                     IndexRecordOption::WithFreqs,
@@ -331,8 +336,7 @@ pub fn bm25(
         vec![(Occur::Must, Box::new(BooleanQuery::new(should)))];
     clauses.extend(filters.query(index)?.into_iter().map(|q| (Occur::Must, q)));
     let query = BooleanQuery::new(clauses);
-    index
-        .searcher()
+    searcher
         .search(&query, &TopDocs::with_limit(limit.max(1)))
         .map_err(|e| Error::Internal(format!("bid search failed: {e}")))
         .map(|hits| hits.into_iter().map(|(s, a)| (a, s)).collect())
