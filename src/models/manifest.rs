@@ -196,6 +196,10 @@ pub enum Convert {
     /// The inputs form a GGUF file whose Q4_1/Q5_0/Q5_1 tensors are re-quantized to Q8_0.
     #[serde(rename = "gguf-requantize-q8_0")]
     GgufRequantizeQ8_0,
+    /// The input is a legacy (non-zip) PyTorch checkpoint; the f32 tensors of its dict entry
+    /// `key` become a safetensors file.
+    #[serde(rename = "torch-legacy-to-safetensors")]
+    TorchLegacyToSafetensors { key: String },
 }
 
 impl Convert {
@@ -205,6 +209,7 @@ impl Convert {
             Convert::Concat => "concat",
             Convert::Ct2WhisperToGgml { .. } => "ct2-whisper-to-ggml",
             Convert::GgufRequantizeQ8_0 => "gguf-requantize-q8_0",
+            Convert::TorchLegacyToSafetensors { .. } => "torch-legacy-to-safetensors",
         }
     }
 }
@@ -490,6 +495,15 @@ fn validate_model(m: &ModelSpec) -> std::result::Result<(), String> {
                 if f.format != Format::Gguf {
                     return Err(format!(
                         "{at}: convert gguf-requantize-q8_0 makes format \"gguf\", not {:?}",
+                        f.format
+                    ));
+                }
+            }
+            Convert::TorchLegacyToSafetensors { .. } => {
+                if f.format != Format::Safetensors {
+                    return Err(format!(
+                        "{at}: convert torch-legacy-to-safetensors makes format \"safetensors\", \
+                         not {:?}",
                         f.format
                     ));
                 }
