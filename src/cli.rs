@@ -1,6 +1,7 @@
 //! The command line: a thin layer over the library. Each subcommand parses its arguments,
 //! calls one domain function and prints the result (`--json` for scripts).
 
+mod diarize;
 mod quotes;
 mod review;
 

@@ -26,6 +26,7 @@ pub mod app;
 pub mod asr;
 pub mod cli;
 pub mod config;
+pub mod diarize;
 pub mod engines;
 pub mod error;
 pub mod http;

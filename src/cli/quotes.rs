@@ -13,6 +13,8 @@ use crate::quotes::eval::{self, EvalOptions};
 pub enum EvalCommand {
     /// Cross-validate the quote model's win probability on a CSV (AUC, log-loss, Brier, ECE).
     Quotes(EvalQuotesArgs),
+    /// Diarization error rate (250 ms collar) and speaker-count accuracy on labelled calls.
+    Diarization(super::diarize::EvalDiarizationArgs),
 }
 
 #[derive(Args, Debug)]
@@ -39,8 +41,11 @@ pub struct EvalQuotesArgs {
     pub json: bool,
 }
 
-pub fn eval_cmd(_config: &Config, cmd: EvalCommand) -> Result<()> {
-    let EvalCommand::Quotes(args) = cmd;
+pub fn eval_cmd(config: &Config, cmd: EvalCommand) -> Result<()> {
+    let args = match cmd {
+        EvalCommand::Quotes(args) => args,
+        EvalCommand::Diarization(args) => return super::diarize::eval_cmd(config, args),
+    };
     let sep = match args.sep.as_bytes() {
         [b] => *b,
         b"\\t" => b'\t',

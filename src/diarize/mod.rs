@@ -1,0 +1,216 @@
+//! Speaker diarization of mono recordings: who spoke when.
+//!
+//! Pipeline: energy voice activity ([`vad`]) → speech regions cut into pieces of at most
+//! 1.6 s → one GE2E speaker embedding per piece ([`embed`], the `resemblyzer-ge2e` model run
+//! with candle) → agglomerative clustering with a similarity threshold (number of speakers
+//! estimated) or a fixed count ([`cluster`]) → speaker turns. [`assign`] maps turns onto
+//! transcript segments, splitting a segment at a speaker change when word timestamps exist.
+//! [`der`] scores turns against a reference; [`eval`] runs a directory of labelled calls.
+//!
+//! Stereo recordings with one party per channel do not need this: keep the per-channel path.
+
+pub mod align;
+pub mod cluster;
+pub mod der;
+pub mod embed;
+pub mod eval;
+mod mel;
+pub mod vad;
+
+use serde::Serialize;
+
+pub use align::{SpeakerSegment, TimedSegment, Word, assign};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::models::{Manifest, model_path};
+use cluster::Stop;
+use embed::{SpeakerEncoder, WINDOW_FRAMES};
+use mel::{HOP, MelBank, N_MELS, SAMPLE_RATE};
+
+/// The manifest id of the speaker-embedding model.
+pub const MODEL_ID: &str = "resemblyzer-ge2e";
+
+/// Who spoke from `start_ms` to `end_ms`: `speaker` is 0-based, numbered by first appearance
+/// ("Speaker 1" is 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SpeakerTurn {
+    pub start_ms: u64,
+    pub end_ms: u64,
+    pub speaker: usize,
+}
+
+/// How to diarize.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DiarizeOptions {
+    /// The number of speakers when the caller knows it (e.g. the participant count); `None`
+    /// estimates it.
+    pub speakers: Option<usize>,
+    /// Upper bound for the estimate.
+    pub max_speakers: usize,
+    /// Two clusters whose mean cosine similarity is at least this are one speaker.
+    pub min_similarity: f32,
+}
+
+/// Cosine similarity above which two groups of GE2E embeddings are taken for one voice.
+pub const DEFAULT_MIN_SIMILARITY: f32 = 0.75;
+
+impl Default for DiarizeOptions {
+    fn default() -> Self {
+        DiarizeOptions {
+            speakers: None,
+            max_speakers: 8,
+            min_similarity: DEFAULT_MIN_SIMILARITY,
+        }
+    }
+}
+
+/// Pieces shorter than this give unreliable embeddings: they are not clustered but join the
+/// nearest cluster afterwards.
+const MIN_CLUSTERED_MS: u64 = 700;
+/// resemblyzer's loudness target (quieter audio is raised to it, louder left as is).
+const TARGET_DBFS: f32 = -30.0;
+
+/// A loaded diarizer (the speaker encoder); cheap to share across threads by reference.
+pub struct Diarizer {
+    encoder: SpeakerEncoder,
+    mel: MelBank,
+}
+
+impl Diarizer {
+    /// Loads the speaker-embedding model from the model cache.
+    pub fn load(config: &Config, manifest: &Manifest) -> Result<Self> {
+        let path = model_path(config, manifest.get(MODEL_ID)?);
+        if !path.is_file() {
+            return Err(Error::Unavailable(format!(
+                "the speaker-embedding model is not at {}: run `dealdesk models fetch {MODEL_ID}`",
+                path.display()
+            )));
+        }
+        Self::from_file(&path)
+    }
+
+    /// Loads the speaker encoder from a converted safetensors file.
+    pub fn from_file(path: &std::path::Path) -> Result<Self> {
+        Ok(Diarizer {
+            encoder: SpeakerEncoder::load(path)?,
+            mel: MelBank::new(),
+        })
+    }
+
+    /// Speaker turns of 16 kHz mono audio, in time order (empty when nobody speaks).
+    pub fn diarize(&self, audio: &[f32], opts: &DiarizeOptions) -> Result<Vec<SpeakerTurn>> {
+        if opts.speakers == Some(0) || opts.max_speakers == 0 {
+            return Err(Error::InvalidInput(
+                "the number of speakers must be at least 1".into(),
+            ));
+        }
+        if !(-1.0..=1.0).contains(&opts.min_similarity) {
+            return Err(Error::InvalidInput(format!(
+                "min_similarity {} is not a cosine similarity (between -1 and 1)",
+                opts.min_similarity
+            )));
+        }
+        if audio.iter().any(|x| !x.is_finite()) {
+            return Err(Error::InvalidInput(
+                "the audio has NaN or infinite samples".into(),
+            ));
+        }
+        let pieces = pieces(&vad::speech_regions(audio));
+        if pieces.is_empty() {
+            return Ok(Vec::new());
+        }
+        let frames = self.mel.frames(&normalize(audio));
+        let windows: Vec<&[f32]> = pieces
+            .iter()
+            .map(|p| {
+                let a = (p.start_ms as usize * SAMPLE_RATE / 1000 / HOP).min(frames.len() / N_MELS);
+                let b = (p.end_ms as usize * SAMPLE_RATE / 1000 / HOP)
+                    .clamp(a, frames.len() / N_MELS)
+                    .min(a + WINDOW_FRAMES);
+                &frames[a * N_MELS..b * N_MELS]
+            })
+            .collect();
+        let embeddings = self.encoder.embed(&windows)?;
+        let labels = label(&pieces, &embeddings, opts);
+        Ok(turns(&pieces, &labels))
+    }
+}
+
+/// Raises quiet audio to [`TARGET_DBFS`] (as the encoder's training data was).
+fn normalize(audio: &[f32]) -> Vec<f32> {
+    let rms = (audio.iter().map(|x| x * x).sum::<f32>() / audio.len().max(1) as f32).sqrt();
+    let dbfs = 20.0 * rms.max(1e-10).log10();
+    let gain = 10f32
+        .powf(((TARGET_DBFS - dbfs) / 20.0).max(0.0))
+        .min(1000.0);
+    audio.iter().map(|x| x * gain).collect()
+}
+
+/// Cuts regions into equal pieces of at most one encoder window (1.6 s).
+fn pieces(regions: &[vad::Region]) -> Vec<vad::Region> {
+    let max_ms = (WINDOW_FRAMES * HOP * 1000 / SAMPLE_RATE) as u64;
+    regions
+        .iter()
+        .flat_map(|r| {
+            let n = r.len_ms().div_ceil(max_ms).max(1);
+            (0..n).map(move |i| vad::Region {
+                start_ms: r.start_ms + r.len_ms() * i / n,
+                end_ms: r.start_ms + r.len_ms() * (i + 1) / n,
+            })
+        })
+        .collect()
+}
+
+/// A speaker label per piece: long pieces are clustered, short ones join the nearest cluster.
+fn label(pieces: &[vad::Region], emb: &[[f32; embed::DIM]], opts: &DiarizeOptions) -> Vec<usize> {
+    let reliable: Vec<usize> = (0..pieces.len())
+        .filter(|&i| pieces[i].len_ms() >= MIN_CLUSTERED_MS)
+        .collect();
+    // With no long piece at all, cluster everything.
+    let chosen: Vec<usize> = if reliable.is_empty() {
+        (0..pieces.len()).collect()
+    } else {
+        reliable
+    };
+    let items: Vec<&[f32]> = chosen.iter().map(|&i| emb[i].as_slice()).collect();
+    let weights: Vec<f32> = chosen
+        .iter()
+        .map(|&i| pieces[i].len_ms() as f32 / 1000.0)
+        .collect();
+    let stop = match opts.speakers {
+        Some(k) => Stop::Count(k),
+        None => Stop::Threshold {
+            min_similarity: opts.min_similarity,
+            max: opts.max_speakers,
+        },
+    };
+    let labels = cluster::cluster(&items, &weights, stop);
+    let centroids = cluster::centroids(&items, &weights, &labels);
+    let mut all = vec![0usize; pieces.len()];
+    for (i, e) in emb.iter().enumerate() {
+        all[i] = match chosen.iter().position(|&c| c == i) {
+            Some(p) => labels[p],
+            None => cluster::nearest(&centroids, e),
+        };
+    }
+    cluster::renumber(&all)
+}
+
+/// Pieces with their labels → turns (adjacent pieces of one speaker joined).
+fn turns(pieces: &[vad::Region], labels: &[usize]) -> Vec<SpeakerTurn> {
+    let mut out: Vec<SpeakerTurn> = Vec::new();
+    for (p, &speaker) in pieces.iter().zip(labels) {
+        match out.last_mut() {
+            Some(last) if last.speaker == speaker && last.end_ms == p.start_ms => {
+                last.end_ms = p.end_ms
+            }
+            _ => out.push(SpeakerTurn {
+                start_ms: p.start_ms,
+                end_ms: p.end_ms,
+                speaker,
+            }),
+        }
+    }
+    out
+}
