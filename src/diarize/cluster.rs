@@ -40,14 +40,11 @@ pub fn cluster(items: &[&[f32]], weights: &[f32], stop: Stop) -> Vec<usize> {
     };
     let mut best: Vec<Option<usize>> = (0..n).map(|i| best_of(i, &alive, &sim)).collect();
     let mut clusters = n;
-    loop {
-        let Some((a, b)) = (0..n)
-            .filter(|&i| alive[i])
-            .filter_map(|i| best[i].map(|j| (i, j)))
-            .max_by(|x, y| sim[x.0 * n + x.1].total_cmp(&sim[y.0 * n + y.1]))
-        else {
-            break;
-        };
+    while let Some((a, b)) = (0..n)
+        .filter(|&i| alive[i])
+        .filter_map(|i| best[i].map(|j| (i, j)))
+        .max_by(|x, y| sim[x.0 * n + x.1].total_cmp(&sim[y.0 * n + y.1]))
+    {
         let merge = match stop {
             Stop::Threshold {
                 min_similarity,

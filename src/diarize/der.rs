@@ -131,11 +131,11 @@ fn best_mapping(overlap: &[Vec<u64>], nr: usize) -> u64 {
     let mut dp = vec![0u64; 1 << nr];
     for row in overlap {
         let mut next = dp.clone();
-        for mask in 0..dp.len() {
+        for (mask, &base) in dp.iter().enumerate() {
             for (r, &o) in row.iter().enumerate() {
                 if mask & (1 << r) == 0 {
                     let m = mask | (1 << r);
-                    next[m] = next[m].max(dp[mask] + o);
+                    next[m] = next[m].max(base + o);
                 }
             }
         }

@@ -18,8 +18,8 @@ const N_BINS: usize = N_FFT / 2 + 1;
 
 /// Computes mel frames; build once, reuse.
 pub struct MelBank {
-    /// `N_MELS` rows of `N_BINS` weights.
-    filters: Vec<[f32; N_BINS]>,
+    /// Per band, the first FFT bin with a non-zero weight and the weights from there on.
+    filters: Vec<(usize, Vec<f32>)>,
     window: Vec<f32>,
     fft: Arc<dyn RealToComplex<f32>>,
 }
@@ -39,7 +39,14 @@ impl MelBank {
             })
             .collect();
         MelBank {
-            filters: slaney_filters(),
+            filters: slaney_filters()
+                .iter()
+                .map(|row| {
+                    let a = row.iter().position(|&w| w > 0.0).unwrap_or(0);
+                    let b = row.iter().rposition(|&w| w > 0.0).map_or(a, |b| b + 1);
+                    (a, row[a..b].to_vec())
+                })
+                .collect(),
             window,
             fft: RealFftPlanner::<f32>::new().plan_fft_forward(N_FFT),
         }
@@ -73,7 +80,7 @@ impl MelBank {
             out.extend(
                 self.filters
                     .iter()
-                    .map(|w| w.iter().zip(&power).map(|(a, b)| a * b).sum::<f32>()),
+                    .map(|(a, w)| w.iter().zip(&power[*a..]).map(|(x, y)| x * y).sum::<f32>()),
             );
         }
         out

@@ -1,7 +1,7 @@
 //! Speaker diarization of mono recordings: who spoke when.
 //!
 //! Pipeline: energy voice activity ([`vad`]) → speech regions cut into pieces of at most
-//! 1.6 s → one GE2E speaker embedding per piece ([`embed`], the `resemblyzer-ge2e` model run
+//! 4.8 s → one GE2E speaker embedding per piece (the mean over 1.6 s windows) ([`embed`], the `resemblyzer-ge2e` model run
 //! with candle) → agglomerative clustering with a similarity threshold (number of speakers
 //! estimated) or a fixed count ([`cluster`]) → speaker turns. [`assign`] maps turns onto
 //! transcript segments, splitting a segment at a speaker change when word timestamps exist.
@@ -68,6 +68,9 @@ impl Default for DiarizeOptions {
 /// Pieces shorter than this give unreliable embeddings: they are not clustered but join the
 /// nearest cluster afterwards.
 const MIN_CLUSTERED_MS: u64 = 700;
+/// Speech regions longer than this are cut into equal pieces, each with its own speaker: the
+/// resolution for speaker changes without a pause.
+const MAX_PIECE_MS: u64 = 4800;
 /// resemblyzer's loudness target (quieter audio is raised to it, louder left as is).
 const TARGET_DBFS: f32 = -30.0;
 
@@ -121,17 +124,35 @@ impl Diarizer {
             return Ok(Vec::new());
         }
         let frames = self.mel.frames(&normalize(audio));
-        let windows: Vec<&[f32]> = pieces
-            .iter()
-            .map(|p| {
-                let a = (p.start_ms as usize * SAMPLE_RATE / 1000 / HOP).min(frames.len() / N_MELS);
-                let b = (p.end_ms as usize * SAMPLE_RATE / 1000 / HOP)
-                    .clamp(a, frames.len() / N_MELS)
-                    .min(a + WINDOW_FRAMES);
-                &frames[a * N_MELS..b * N_MELS]
-            })
-            .collect();
-        let embeddings = self.encoder.embed(&windows)?;
+        let n_frames = frames.len() / N_MELS;
+        // Each piece: 1.6 s windows overlapping by half, the last one ending with the piece;
+        // a piece shorter than a window is one window of its own length.
+        let mut windows: Vec<&[f32]> = Vec::new();
+        let mut owner: Vec<usize> = Vec::new();
+        for (i, p) in pieces.iter().enumerate() {
+            let a = (p.start_ms as usize * SAMPLE_RATE / 1000 / HOP).min(n_frames);
+            let b = (p.end_ms as usize * SAMPLE_RATE / 1000 / HOP).clamp(a, n_frames);
+            let mut s = a;
+            loop {
+                let e = (s + WINDOW_FRAMES).min(b);
+                let s0 = e.saturating_sub(WINDOW_FRAMES).max(a);
+                windows.push(&frames[s0 * N_MELS..e * N_MELS]);
+                owner.push(i);
+                if e >= b {
+                    break;
+                }
+                s += WINDOW_FRAMES / 2;
+            }
+        }
+        let window_embeddings = self.encoder.embed(&windows)?;
+        let mut embeddings = vec![[0f32; embed::DIM]; pieces.len()];
+        for (w, &i) in window_embeddings.iter().zip(&owner) {
+            embeddings[i].iter_mut().zip(w).for_each(|(a, b)| *a += b);
+        }
+        for e in &mut embeddings {
+            let norm = e.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+            e.iter_mut().for_each(|x| *x /= norm);
+        }
         let labels = label(&pieces, &embeddings, opts);
         Ok(turns(&pieces, &labels))
     }
@@ -147,9 +168,9 @@ fn normalize(audio: &[f32]) -> Vec<f32> {
     audio.iter().map(|x| x * gain).collect()
 }
 
-/// Cuts regions into equal pieces of at most one encoder window (1.6 s).
+/// Cuts regions into equal pieces of at most [`MAX_PIECE_MS`].
 fn pieces(regions: &[vad::Region]) -> Vec<vad::Region> {
-    let max_ms = (WINDOW_FRAMES * HOP * 1000 / SAMPLE_RATE) as u64;
+    let max_ms = MAX_PIECE_MS;
     regions
         .iter()
         .flat_map(|r| {
@@ -187,13 +208,15 @@ fn label(pieces: &[vad::Region], emb: &[[f32; embed::DIM]], opts: &DiarizeOption
     };
     let labels = cluster::cluster(&items, &weights, stop);
     let centroids = cluster::centroids(&items, &weights, &labels);
-    let mut all = vec![0usize; pieces.len()];
-    for (i, e) in emb.iter().enumerate() {
-        all[i] = match chosen.iter().position(|&c| c == i) {
-            Some(p) => labels[p],
-            None => cluster::nearest(&centroids, e),
-        };
+    let mut all: Vec<Option<usize>> = vec![None; pieces.len()];
+    for (&i, &l) in chosen.iter().zip(&labels) {
+        all[i] = Some(l);
     }
+    let all: Vec<usize> = all
+        .iter()
+        .zip(emb)
+        .map(|(l, e)| l.unwrap_or_else(|| cluster::nearest(&centroids, e)))
+        .collect();
     cluster::renumber(&all)
 }
 
