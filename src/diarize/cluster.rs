@@ -129,6 +129,42 @@ fn refine(items: &[&[f32]], weights: &[f32], mut labels: Vec<usize>, rounds: usi
     labels
 }
 
+/// Merges clusters whose total weight is below `min_weight` into their nearest other cluster,
+/// smallest first, until none is left (or one cluster remains).
+pub fn absorb_small(
+    items: &[&[f32]],
+    weights: &[f32],
+    mut labels: Vec<usize>,
+    min_weight: f32,
+) -> Vec<usize> {
+    loop {
+        let labels_now = renumber(&labels);
+        let k = labels_now.iter().max().map_or(0, |m| m + 1);
+        if k < 2 {
+            return labels_now;
+        }
+        let mut total = vec![0f32; k];
+        for (&l, &w) in labels_now.iter().zip(weights) {
+            total[l] += w;
+        }
+        let small = (0..k)
+            .filter(|&c| total[c] < min_weight)
+            .min_by(|&a, &b| total[a].total_cmp(&total[b]));
+        let Some(small) = small else {
+            return labels_now;
+        };
+        let c = centroids(items, weights, &labels_now);
+        let into = (0..k)
+            .filter(|&o| o != small)
+            .max_by(|&a, &b| cosine(&c[a], &c[small]).total_cmp(&cosine(&c[b], &c[small])))
+            .expect("at least two clusters");
+        labels = labels_now
+            .into_iter()
+            .map(|l| if l == small { into } else { l })
+            .collect();
+    }
+}
+
 /// Labels renumbered `0..k` in order of first appearance.
 pub fn renumber(labels: &[usize]) -> Vec<usize> {
     let mut map = std::collections::HashMap::new();
@@ -173,6 +209,15 @@ mod tests {
         };
         assert_eq!(cluster(&refs, &w, strict).iter().max(), Some(&2));
         assert!(cluster(&[], &[], Stop::Count(2)).is_empty());
+    }
+
+    #[test]
+    fn small_clusters_join_their_nearest_neighbour() {
+        let items = [v(&[1.0, 0.0]), v(&[0.0, 1.0]), v(&[0.9, 0.3]), v(&[0.1, 1.0])];
+        let refs: Vec<&[f32]> = items.iter().map(Vec::as_slice).collect();
+        let labels = absorb_small(&refs, &[5.0, 5.0, 1.0, 5.0], vec![0, 1, 2, 1], 3.0);
+        assert_eq!(labels, vec![0, 1, 0, 1]);
+        assert_eq!(absorb_small(&refs, &[1.0; 4], vec![0, 1, 2, 1], 30.0), vec![0; 4]);
     }
 
     #[test]

@@ -71,6 +71,12 @@ const MIN_CLUSTERED_MS: u64 = 700;
 /// Speech regions longer than this are cut into equal pieces, each with its own speaker: the
 /// resolution for speaker changes without a pause.
 const MAX_PIECE_MS: u64 = 4800;
+/// A silence shorter than this between two stretches of the same speaker is a pause inside
+/// one turn.
+const MAX_PAUSE_MS: u64 = 1000;
+/// When the count is estimated, a cluster with less speech than this (seconds) is not taken
+/// for a speaker of its own: it joins the nearest cluster.
+const MIN_SPEAKER_S: f32 = 3.0;
 /// resemblyzer's loudness target (quieter audio is raised to it, louder left as is).
 const TARGET_DBFS: f32 = -30.0;
 
@@ -206,7 +212,10 @@ fn label(pieces: &[vad::Region], emb: &[[f32; embed::DIM]], opts: &DiarizeOption
             max: opts.max_speakers,
         },
     };
-    let labels = cluster::cluster(&items, &weights, stop);
+    let mut labels = cluster::cluster(&items, &weights, stop);
+    if opts.speakers.is_none() {
+        labels = cluster::absorb_small(&items, &weights, labels, MIN_SPEAKER_S);
+    }
     let centroids = cluster::centroids(&items, &weights, &labels);
     let mut all: Vec<Option<usize>> = vec![None; pieces.len()];
     for (&i, &l) in chosen.iter().zip(&labels) {
@@ -220,12 +229,13 @@ fn label(pieces: &[vad::Region], emb: &[[f32; embed::DIM]], opts: &DiarizeOption
     cluster::renumber(&all)
 }
 
-/// Pieces with their labels → turns (adjacent pieces of one speaker joined).
+/// Pieces with their labels → turns: consecutive pieces of one speaker less than
+/// [`MAX_PAUSE_MS`] apart are one turn (a pause inside a turn is part of it).
 fn turns(pieces: &[vad::Region], labels: &[usize]) -> Vec<SpeakerTurn> {
     let mut out: Vec<SpeakerTurn> = Vec::new();
     for (p, &speaker) in pieces.iter().zip(labels) {
         match out.last_mut() {
-            Some(last) if last.speaker == speaker && last.end_ms == p.start_ms => {
+            Some(last) if last.speaker == speaker && p.start_ms - last.end_ms < MAX_PAUSE_MS => {
                 last.end_ms = p.end_ms
             }
             _ => out.push(SpeakerTurn {
@@ -237,3 +247,6 @@ fn turns(pieces: &[vad::Region], labels: &[usize]) -> Vec<SpeakerTurn> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests;
