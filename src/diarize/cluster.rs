@@ -213,11 +213,19 @@ mod tests {
 
     #[test]
     fn small_clusters_join_their_nearest_neighbour() {
-        let items = [v(&[1.0, 0.0]), v(&[0.0, 1.0]), v(&[0.9, 0.3]), v(&[0.1, 1.0])];
+        let items = [
+            v(&[1.0, 0.0]),
+            v(&[0.0, 1.0]),
+            v(&[0.9, 0.3]),
+            v(&[0.1, 1.0]),
+        ];
         let refs: Vec<&[f32]> = items.iter().map(Vec::as_slice).collect();
         let labels = absorb_small(&refs, &[5.0, 5.0, 1.0, 5.0], vec![0, 1, 2, 1], 3.0);
         assert_eq!(labels, vec![0, 1, 0, 1]);
-        assert_eq!(absorb_small(&refs, &[1.0; 4], vec![0, 1, 2, 1], 30.0), vec![0; 4]);
+        assert_eq!(
+            absorb_small(&refs, &[1.0; 4], vec![0, 1, 2, 1], 30.0),
+            vec![0; 4]
+        );
     }
 
     #[test]

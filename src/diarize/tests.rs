@@ -144,7 +144,10 @@ fn a_speaker_change_splits_a_whisper_segment() {
     let out = assign(&[seg], &turns);
     assert_eq!(out.len(), 2, "{out:?}");
     assert_ne!(out[0].speaker, out[1].speaker);
-    assert_eq!((out[0].text.as_str(), out[1].text.as_str()), ("Yes.", "好的"));
+    assert_eq!(
+        (out[0].text.as_str(), out[1].text.as_str()),
+        ("Yes.", "好的")
+    );
 }
 
 #[test]
@@ -155,7 +158,11 @@ fn silence_and_bad_options() {
             .unwrap()
             .is_empty()
     );
-    assert!(d.diarize(&[], &DiarizeOptions::default()).unwrap().is_empty());
+    assert!(
+        d.diarize(&[], &DiarizeOptions::default())
+            .unwrap()
+            .is_empty()
+    );
     let zero = DiarizeOptions {
         speakers: Some(0),
         ..DiarizeOptions::default()
