@@ -556,6 +556,7 @@ from = ["tiny-pkg:tiny_pkg/data/part1", "tiny-pkg:tiny_pkg/data/part2"]
             "qwen-tokenizer",
             "smollm2-135m-instruct",
             "minilm-l6-v2",
+            "resemblyzer-ge2e",
         ] {
             let spec = m.get(id).unwrap();
             assert!(spec.default, "{id} is fetched by default");
@@ -617,6 +618,25 @@ from = ["tiny-pkg:tiny_pkg/data/part1", "tiny-pkg:tiny_pkg/data/part2"]
         let text = tiny_manifest(SHA_A).replace("\"tiny-pkg:tiny_pkg/data/part2\"", "\"nocolon\"");
         let e = Manifest::parse(&text).unwrap_err().to_string();
         assert!(e.contains("\"tiny\"") && e.contains("nocolon"), "{e}");
+    }
+
+    #[test]
+    fn torch_conversion_must_make_safetensors() {
+        let convert =
+            "convert = { kind = \"torch-legacy-to-safetensors\", key = \"model_state\" }\n";
+        let text =
+            tiny_manifest(SHA_A).replace("format = \"gguf\"", "format = \"safetensors\"") + convert;
+        let m = Manifest::parse(&text).unwrap();
+        assert_eq!(
+            m.get("tiny").unwrap().files[0].convert,
+            Convert::TorchLegacyToSafetensors {
+                key: "model_state".into()
+            }
+        );
+        let e = Manifest::parse(&(tiny_manifest(SHA_A) + convert))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("torch-legacy-to-safetensors"), "{e}");
     }
 
     #[test]
