@@ -1,6 +1,8 @@
 //! The command line: a thin layer over the library. Each subcommand parses its arguments,
 //! calls one domain function and prints the result (`--json` for scripts).
 
+mod calls;
+mod diarize;
 mod quotes;
 mod review;
 
@@ -9,8 +11,6 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
-
-mod calls;
 
 use crate::asr;
 use crate::config::Config;
@@ -139,6 +139,8 @@ pub enum BidsCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum EvalCommand {
+    /// Diarization error rate (250 ms collar) and speaker-count accuracy on labelled calls.
+    Diarization(diarize::EvalDiarizationArgs),
     /// Score call analysis against labelled calls.
     Calls(calls::EvalCallsArgs),
     /// Cross-validate the quote model's win probability on a CSV (AUC, log-loss, Brier, ECE).
@@ -337,6 +339,7 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Eval(EvalCommand::Quotes(args)) => quotes::eval_quotes(args),
+        Command::Eval(EvalCommand::Diarization(args)) => diarize::eval_cmd(&config, args),
         Command::Deals(cmd) => quotes::deals_cmd(&config, cmd),
         Command::Quotes(cmd) => quotes::quotes_cmd(&config, cmd),
         Command::Bids(cmd) => runtime.block_on(bids_cmd(&config, cmd)),

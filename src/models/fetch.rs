@@ -504,6 +504,17 @@ fn build_file(
             super::gguf::requantize_q8_0(&input, &mut w).map_err(convert_err)?;
             w
         }
+        Convert::TorchLegacyToSafetensors { key } => {
+            progress.stage(
+                &spec.id,
+                &format!("converting {} to safetensors", file.name),
+            );
+            let input = assemble(archives, file, &input_mismatch)?;
+            let bytes = super::torch::legacy_to_safetensors(&input, key).map_err(convert_err)?;
+            let mut w = BufWriter::with_capacity(1 << 20, out);
+            w.write_all(&bytes).map_err(io_err)?;
+            w
+        }
     };
     out.flush().map_err(io_err)?;
     let out = out.into_inner().map_err(|e| io_err(e.into_error()))?;

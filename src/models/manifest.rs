@@ -196,6 +196,10 @@ pub enum Convert {
     /// The inputs form a GGUF file whose Q4_1/Q5_0/Q5_1 tensors are re-quantized to Q8_0.
     #[serde(rename = "gguf-requantize-q8_0")]
     GgufRequantizeQ8_0,
+    /// The input is a legacy (non-zip) PyTorch checkpoint; the f32 tensors of its dict entry
+    /// `key` become a safetensors file.
+    #[serde(rename = "torch-legacy-to-safetensors")]
+    TorchLegacyToSafetensors { key: String },
 }
 
 impl Convert {
@@ -205,6 +209,7 @@ impl Convert {
             Convert::Concat => "concat",
             Convert::Ct2WhisperToGgml { .. } => "ct2-whisper-to-ggml",
             Convert::GgufRequantizeQ8_0 => "gguf-requantize-q8_0",
+            Convert::TorchLegacyToSafetensors { .. } => "torch-legacy-to-safetensors",
         }
     }
 }
@@ -494,6 +499,15 @@ fn validate_model(m: &ModelSpec) -> std::result::Result<(), String> {
                     ));
                 }
             }
+            Convert::TorchLegacyToSafetensors { .. } => {
+                if f.format != Format::Safetensors {
+                    return Err(format!(
+                        "{at}: convert torch-legacy-to-safetensors makes format \"safetensors\", \
+                         not {:?}",
+                        f.format
+                    ));
+                }
+            }
         }
     }
     Ok(())
@@ -542,6 +556,7 @@ from = ["tiny-pkg:tiny_pkg/data/part1", "tiny-pkg:tiny_pkg/data/part2"]
             "qwen-tokenizer",
             "smollm2-135m-instruct",
             "minilm-l6-v2",
+            "resemblyzer-ge2e",
         ] {
             let spec = m.get(id).unwrap();
             assert!(spec.default, "{id} is fetched by default");
@@ -603,6 +618,25 @@ from = ["tiny-pkg:tiny_pkg/data/part1", "tiny-pkg:tiny_pkg/data/part2"]
         let text = tiny_manifest(SHA_A).replace("\"tiny-pkg:tiny_pkg/data/part2\"", "\"nocolon\"");
         let e = Manifest::parse(&text).unwrap_err().to_string();
         assert!(e.contains("\"tiny\"") && e.contains("nocolon"), "{e}");
+    }
+
+    #[test]
+    fn torch_conversion_must_make_safetensors() {
+        let convert =
+            "convert = { kind = \"torch-legacy-to-safetensors\", key = \"model_state\" }\n";
+        let text =
+            tiny_manifest(SHA_A).replace("format = \"gguf\"", "format = \"safetensors\"") + convert;
+        let m = Manifest::parse(&text).unwrap();
+        assert_eq!(
+            m.get("tiny").unwrap().files[0].convert,
+            Convert::TorchLegacyToSafetensors {
+                key: "model_state".into()
+            }
+        );
+        let e = Manifest::parse(&(tiny_manifest(SHA_A) + convert))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("torch-legacy-to-safetensors"), "{e}");
     }
 
     #[test]

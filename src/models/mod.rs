@@ -13,12 +13,13 @@
 //!   (present, right size, valid header).
 //!
 //! Conversions: CTranslate2 Whisper → whisper.cpp ggml ([`whisper`]), and GGUF
-//! Q4_1/Q5_x → Q8_0 re-quantization ([`gguf`]).
+//! Q4_1/Q5_x → Q8_0 re-quantization ([`gguf`]), legacy PyTorch checkpoint → safetensors.
 
 mod ct2;
 mod fetch;
 pub mod gguf;
 mod manifest;
+mod torch;
 mod verify;
 pub mod whisper;
 
