@@ -97,7 +97,11 @@ fn receiver(statuses: Vec<u16>) -> (String, mpsc::Receiver<String>) {
             std::thread::sleep(Duration::from_millis(5));
             write!(stream, "{status} X\r\nContent-Length: 0\r\n\r\n").unwrap();
             // The test may have stopped listening (it only checks the outcome).
-            let _ = tx.send(format!("{}{}", first.trim(), String::from_utf8(body).unwrap()));
+            let _ = tx.send(format!(
+                "{}{}",
+                first.trim(),
+                String::from_utf8(body).unwrap()
+            ));
         }
     });
     (url, rx)
