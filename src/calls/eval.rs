@@ -125,7 +125,7 @@ pub struct CallScore {
     pub restatements_ignored: u32,
     pub ungrounded_dropped: u32,
     pub injection_failures: u32,
-    /// Share of gold items whose quote a cue-pass candidate of the same turn overlaps.
+    /// Share of gold items whose quote a cue-pass candidate sentence overlaps.
     pub candidate_recall_commitments: Accuracy,
     pub candidate_recall_objections: Accuracy,
     pub candidates: u32,
@@ -406,19 +406,19 @@ pub fn score(gold: &Gold, t: &CallTranscript, ex: Extraction) -> CallScore {
         .count() as u32;
 
     let cands = candidates::find(t);
-    let covered = |pool: &[candidates::Sentence], quote: &str, turn: u32| {
-        pool.iter()
-            .any(|s| t.segments[s.segment].id == turn && overlap(&s.text, quote) >= 0.5)
+    // By quote overlap alone: segments of an ASR transcript are not the reference turns.
+    let covered = |pool: &[candidates::Sentence], quote: &str| {
+        pool.iter().any(|s| overlap(&s.text, quote) >= 0.5)
     };
     let recall_c = gold
         .commitments
         .iter()
-        .filter(|g| covered(&cands.commitments, &g.quote, g.turn))
+        .filter(|g| covered(&cands.commitments, &g.quote))
         .count() as u32;
     let recall_o = gold
         .objections
         .iter()
-        .filter(|g| covered(&cands.objections, &g.quote, g.turn))
+        .filter(|g| covered(&cands.objections, &g.quote))
         .count() as u32;
     CallScore {
         call_id: gold.call_id.clone(),

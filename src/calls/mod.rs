@@ -1,7 +1,19 @@
 //! Call analysis: a recording (or an imported transcript) becomes a timestamped transcript,
 //! grounded commitments that turn into tasks, and categorized objections with playbook answers.
 //!
-//! * [`dates`] — deadline phrases (English, Mandarin) resolved against the call date in code.
+//! * [`transcript`] — the transcript model and the validated JSON import format.
+//! * [`candidates`] — the cheap high-recall cue pass (English and Mandarin), the guideline's
+//!   surface rules for non-commitments, and injection detection.
+//! * [`dates`] — deadline phrases resolved against the call date in code, never by the LLM.
+//! * [`extract`] — one small schema-constrained question per candidate, then deterministic
+//!   checks (owner is a participant, quote grounded, withdrawn and duplicate items removed).
+//! * [`grounding`] — the evaluator's quote normalization and overlap.
+//! * [`playbook`] — suggested answers per objection category and language, editable files.
+//! * [`tasks`] — commitments as tasks; CSV, iCalendar and CRM webhook.
+//! * [`records`] — persistence and rep/manager scoping.
+//! * [`pipeline`] — recording → Whisper → extraction; the `call.analyze` job.
+//! * [`eval`] — scores against the labelled development calls.
+
 pub mod candidates;
 pub mod dates;
 pub mod eval;
@@ -9,6 +21,8 @@ pub mod extract;
 pub mod grounding;
 pub mod pipeline;
 pub mod playbook;
+pub mod records;
+pub mod tasks;
 pub mod transcript;
 
 use std::time::Duration;
@@ -23,5 +37,3 @@ pub fn extract_options(config: &Config) -> extract::ExtractOptions {
         playbook: playbook::Playbook::new(Some(&config.calls.playbook_dir(&config.data))),
     }
 }
-pub mod records;
-pub mod tasks;

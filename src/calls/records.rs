@@ -255,13 +255,7 @@ pub async fn save_analysis(db: &Db, call: &Call, ex: &Extraction) -> Result<Vec<
     let mut tasks = Vec::new();
     for c in &ex.commitments {
         let body = serde_json::to_value(c).expect("commitment serializes");
-        let spot = Spot {
-            kind: "commitment",
-            quote: &c.quote,
-            start_ms: c.start_ms,
-            end_ms: c.end_ms,
-            prompt: cp,
-        };
+        let spot = Spot::new("commitment", &c.quote, (c.start_ms, c.end_ms), cp);
         let insight_id = insert_insight(&mut tx, call, ex, &spot, &body, now).await?;
         let task = Task::from_commitment(&call.id, &insight_id, c);
         task.insert(&mut *tx).await?;
@@ -274,13 +268,7 @@ pub async fn save_analysis(db: &Db, call: &Call, ex: &Extraction) -> Result<Vec<
     }
     for o in &ex.objections {
         let body = serde_json::to_value(o).expect("objection serializes");
-        let spot = Spot {
-            kind: "objection",
-            quote: &o.quote,
-            start_ms: o.start_ms,
-            end_ms: o.end_ms,
-            prompt: op,
-        };
+        let spot = Spot::new("objection", &o.quote, (o.start_ms, o.end_ms), op);
         insert_insight(&mut tx, call, ex, &spot, &body, now).await?;
         review::propose(
             &mut tx,
@@ -303,6 +291,23 @@ struct Spot<'a> {
     start_ms: u64,
     end_ms: u64,
     prompt: &'a str,
+}
+
+impl<'a> Spot<'a> {
+    fn new(
+        kind: &'static str,
+        quote: &'a str,
+        (start_ms, end_ms): (u64, u64),
+        prompt: &'a str,
+    ) -> Self {
+        Spot {
+            kind,
+            quote,
+            start_ms,
+            end_ms,
+            prompt,
+        }
+    }
 }
 
 async fn insert_insight(

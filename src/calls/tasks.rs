@@ -299,9 +299,17 @@ fn post_json(hook: &Webhook, payload: &str) -> Result<u16> {
         payload.len()
     );
     stream.write_all(request.as_bytes()).map_err(unreachable)?;
-    let mut head = [0u8; 64];
-    let n = stream.read(&mut head).map_err(unreachable)?;
-    let line = String::from_utf8_lossy(&head[..n]);
+    // The status line, however the server splits its writes.
+    let mut head = Vec::new();
+    let mut buf = [0u8; 256];
+    while !head.contains(&b'\n') && head.len() < 1024 {
+        let n = stream.read(&mut buf).map_err(unreachable)?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let line = String::from_utf8_lossy(&head);
     line.split_whitespace()
         .nth(1)
         .and_then(|code| code.parse().ok())
