@@ -242,7 +242,12 @@ pub struct Insights {
 
 /// Replaces a call's insights and tasks with `ex`, records a proposal per commitment and per
 /// objection answer, and marks the call done — all in one transaction.
-pub async fn save_analysis(db: &Db, call: &Call, ex: &Extraction) -> Result<Vec<Task>> {
+pub async fn save_analysis(
+    db: &Db,
+    call: &Call,
+    ex: &Extraction,
+    rules: &review::Rules,
+) -> Result<Vec<Task>> {
     let now = now_ms();
     let (cp, op) = (&ex.prompt_versions[0], &ex.prompt_versions[1]);
     let mut tx = db.pool().begin().await?;
@@ -275,6 +280,14 @@ pub async fn save_analysis(db: &Db, call: &Call, ex: &Extraction) -> Result<Vec<
             &proposal(call, ex, Kind::ObjectionAnswer, &spot, body, o.confidence),
         )
         .await?;
+    }
+    // The review breaker watches the pipeline's health: items kept against answers that failed
+    // validation (model errors) or grounding. Extraction does not split these drops by kind,
+    // so both kinds it produces are judged on the same record.
+    let passed = ex.commitments.len() + ex.objections.len();
+    let failed = (ex.dropped.ungrounded + ex.dropped.model_errors) as usize;
+    for kind in [Kind::Commitment, Kind::ObjectionAnswer] {
+        review::breaker::observe(&mut tx, rules, kind, passed, failed).await?;
     }
     sqlx::query("UPDATE calls SET status = 'done', error = NULL WHERE id = $1")
         .bind(&call.id)

@@ -1,8 +1,6 @@
 //! Commitments become tasks (open/done, due date, owner, a link to the quote), exported as
 //! CSV, as iCalendar VTODOs, and pushed as JSON to a CRM webhook with retries and back-off.
 
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -228,7 +226,7 @@ fn ics_stamp(ms: i64) -> String {
 /// Where and how to deliver the webhook.
 #[derive(Debug, Clone)]
 pub struct Webhook {
-    /// `http://host[:port]/path` (plain HTTP to an in-house CRM or a relay; no TLS).
+    /// `http://` or `https://` URL of the CRM endpoint.
     pub url: String,
     pub attempts: u32,
     pub backoff: Duration,
@@ -264,56 +262,26 @@ pub fn deliver(hook: &Webhook, body: &serde_json::Value) -> Result<u32> {
     )))
 }
 
-/// One HTTP/1.1 POST; returns the status code.
+/// One POST with reqwest (HTTP or HTTPS); returns the status code.
 fn post_json(hook: &Webhook, payload: &str) -> Result<u16> {
-    let rest = hook.url.strip_prefix("http://").ok_or_else(|| {
-        Error::Config(format!(
-            "calls.webhook_url {:?} must start with http://",
+    if !(hook.url.starts_with("http://") || hook.url.starts_with("https://")) {
+        return Err(Error::Config(format!(
+            "calls.webhook_url {:?} must start with http:// or https://",
             hook.url
-        ))
-    })?;
-    let (host, path) = rest
-        .split_once('/')
-        .map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
-    let with_port = if host.contains(':') {
-        host.to_string()
-    } else {
-        format!("{host}:80")
-    };
-    let unreachable =
-        |e: std::io::Error| Error::Unavailable(format!("cannot reach {with_port}: {e}"));
-    let addr = with_port
-        .to_socket_addrs()
-        .map_err(unreachable)?
-        .next()
-        .ok_or_else(|| Error::Unavailable(format!("{with_port} resolves to no address")))?;
-    let mut stream = TcpStream::connect_timeout(&addr, hook.timeout).map_err(unreachable)?;
-    stream
-        .set_read_timeout(Some(hook.timeout))
-        .map_err(unreachable)?;
-    stream
-        .set_write_timeout(Some(hook.timeout))
-        .map_err(unreachable)?;
-    let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\nUser-Agent: dealdesk\r\n\r\n{payload}",
-        payload.len()
-    );
-    stream.write_all(request.as_bytes()).map_err(unreachable)?;
-    // The status line, however the server splits its writes.
-    let mut head = Vec::new();
-    let mut buf = [0u8; 256];
-    while !head.contains(&b'\n') && head.len() < 1024 {
-        let n = stream.read(&mut buf).map_err(unreachable)?;
-        if n == 0 {
-            break;
-        }
-        head.extend_from_slice(&buf[..n]);
+        )));
     }
-    let line = String::from_utf8_lossy(&head);
-    line.split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| Error::Unavailable(format!("{with_port} answered no HTTP status line")))
+    let client = reqwest::blocking::Client::builder()
+        .timeout(hook.timeout)
+        .user_agent("dealdesk")
+        .build()
+        .map_err(|e| Error::Internal(format!("cannot build the HTTP client: {e}")))?;
+    let response = client
+        .post(&hook.url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(payload.to_string())
+        .send()
+        .map_err(|e| Error::Unavailable(format!("cannot reach {}: {e}", hook.url)))?;
+    Ok(response.status().as_u16())
 }
 
 #[cfg(test)]

@@ -150,7 +150,7 @@ fn webhook_gives_up_with_a_clear_error() {
     let err = deliver(&hook(url, 2), &serde_json::json!({})).unwrap_err();
     assert!(err.to_string().contains("failed 2 times"), "{err}");
     let err = deliver(
-        &hook("https://crm.example/x".into(), 1),
+        &hook("ftp://crm.example/x".into(), 1),
         &serde_json::json!({}),
     )
     .unwrap_err();
