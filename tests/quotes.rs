@@ -117,13 +117,7 @@ fn import_fit_recommend_record_and_check_fairness() {
     let east = add_user(d, "east-rep", "rep", "East");
     let server = Server::start(env(dealdesk(d)));
     let http = client();
-    let post = |path: &str, token: &str, body: Value| {
-        http.post(format!("{}{path}", server.url))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .unwrap()
-    };
+    let post = |path: &str, token: &str, body: Value| server.post(path, token, body);
 
     // Fitting is for managers.
     assert_eq!(

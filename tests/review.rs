@@ -63,19 +63,8 @@ fn proposals_are_routed_by_editable_rules_decided_in_scope_and_audited() {
     cmd.env("DEALDESK_REVIEW_RULES", &rules_path);
     let server = Server::start(cmd);
     let http = client();
-    let get = |path: &str, token: &str| {
-        http.get(format!("{}{path}", server.url))
-            .bearer_auth(token)
-            .send()
-            .unwrap()
-    };
-    let post = |path: &str, token: &str, body: Value| {
-        http.post(format!("{}{path}", server.url))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .unwrap()
-    };
+    let get = |path: &str, token: &str| server.get(path, token);
+    let post = |path: &str, token: &str, body: Value| server.post(path, token, body);
     let queue = |token: &str| -> Vec<Value> {
         let resp = get("/reviews?state=proposed", token);
         assert_eq!(resp.status(), StatusCode::OK);

@@ -73,6 +73,30 @@ impl Server {
         Server { child, url }
     }
 
+    /// `GET path` with a bearer token.
+    pub fn get(&self, path: &str, token: &str) -> reqwest::blocking::Response {
+        client()
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(token)
+            .send()
+            .unwrap()
+    }
+
+    /// `POST path` with a bearer token and a JSON body.
+    pub fn post(
+        &self,
+        path: &str,
+        token: &str,
+        body: serde_json::Value,
+    ) -> reqwest::blocking::Response {
+        client()
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .unwrap()
+    }
+
     /// `kill -9`: no chance to clean up.
     pub fn kill_hard(mut self) {
         self.child.kill().unwrap();
