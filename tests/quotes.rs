@@ -157,6 +157,7 @@ fn import_fit_recommend_record_and_check_fairness() {
         discount > 0.05,
         "{rec}"
     );
+    let proposal = rec["recommendation_id"].as_str().map(str::to_string);
 
     // A rep records a deal in their region, then its outcome; the outcome refits (version 2).
     let resp = post(
@@ -194,6 +195,26 @@ fn import_fit_recommend_record_and_check_fairness() {
         .json()
         .unwrap();
     assert_eq!(rec["model_version"], 2, "the outcome triggered a refit");
+
+    // A manager overrides the proposed quote; the deal's outcome is then tracked as one that
+    // overrode the model, without the rep having to say so.
+    let rid = proposal.expect("the first quote's discount needs approval");
+    let resp = post(
+        &format!("/recommendations/{rid}/review"),
+        &manager,
+        json!({"action": "override", "replacement": {"discount": 0.04}, "reason": "price list"}),
+    );
+    assert_eq!(resp.status(), StatusCode::OK);
+    let reviewed: Value = resp.json().unwrap();
+    let deal_id = reviewed["subject_id"].as_str().unwrap();
+    let resp = post(
+        &format!("/deals/{deal_id}/outcome"),
+        &manager,
+        json!({"outcome": "lost", "discount": 0.04}),
+    );
+    assert_eq!(resp.status(), StatusCode::OK);
+    let closed: Value = resp.json().unwrap();
+    assert_eq!(closed["followed_recommendation"], "overrode", "{closed}");
     let bad = post("/quotes/recommend", &rep, json!({"list_price": -1.0}));
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
 

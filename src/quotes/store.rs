@@ -7,10 +7,11 @@ use sha2::{Digest, Sha256};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use super::deals::{NewDeal, OutcomeUpdate, check_date, resolve_discount};
+use super::deals::{Followed, NewDeal, OutcomeUpdate, check_date, resolve_discount};
 use super::model::QuoteModel;
 use super::recommend::{DealInput, PastDeal};
 use crate::error::{Error, Result};
+use crate::review::{self, Kind, Subject};
 use crate::store::{Db, new_id, now_ms};
 
 /// A recorded deal.
@@ -145,6 +146,15 @@ pub async fn record_outcome(
             deal.discount
         }),
     )?;
+    // Unless the caller says otherwise, whether the quote followed the model is what the
+    // reviewer decided on the deal's quote recommendation.
+    let reviewed = review::latest_decision(db, Kind::Quote, Subject::Deal, id)
+        .await?
+        .and_then(|state| match state.as_str() {
+            "approved" => Some(Followed::Followed.as_str()),
+            "overridden" => Some(Followed::Overrode.as_str()),
+            _ => None,
+        });
     let updated = sqlx::query(
         "UPDATE deals SET outcome = $1, quoted_price = $2, discount = $3, close_date = $4, \
          followed_recommendation = $5, updated_at = $6 WHERE id = $7 AND outcome IS NULL",
@@ -157,7 +167,8 @@ pub async fn record_outcome(
         update
             .followed_recommendation
             .map(|f| f.as_str())
-            .or(deal.followed_recommendation.as_deref()),
+            .or(deal.followed_recommendation.as_deref())
+            .or(reviewed),
     )
     .bind(now_ms())
     .bind(id)

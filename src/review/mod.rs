@@ -86,6 +86,26 @@ pub async fn run_governance(
     }
 }
 
+/// The state of the latest decided recommendation of `kind` about a subject (`approved`,
+/// `overridden` or `rejected`), if any: how a deal's outcome is tied to whether the quote
+/// followed the model.
+pub async fn latest_decision(
+    db: &Db,
+    kind: Kind,
+    subject: Subject,
+    subject_id: &str,
+) -> Result<Option<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT state FROM recommendations WHERE kind = $1 AND subject_kind = $2 \
+         AND subject_id = $3 AND state <> 'proposed' ORDER BY decided_at DESC, id DESC LIMIT 1",
+    )
+    .bind(kind.as_str())
+    .bind(subject.as_str())
+    .bind(subject_id)
+    .fetch_optional(db.pool())
+    .await?)
+}
+
 /// Whether `subject` (`kind:id`, or a recommendation id) has a recommendation in `region`: what
 /// lets a manager read its audit events.
 pub async fn subject_in_region(db: &Db, subject: &str, region: &str) -> Result<bool> {
@@ -325,6 +345,13 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, Error::InvalidInput(_)), "{err}");
+        assert_eq!(
+            latest_decision(&w.db, Kind::Quote, Subject::Deal, "deal-1")
+                .await
+                .unwrap(),
+            Some("approved".into()),
+            "the automatic approval of the small discount"
+        );
         let overridden = decide(
             &w.db,
             &w.manager,
