@@ -11,25 +11,22 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Result};
 
-/// A calendar date (proleptic Gregorian).
+/// A calendar date (proleptic Gregorian, years -9999 to 9999), on `jiff`'s civil date.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Date {
-    /// Days since 1970-01-01.
-    days: i64,
-}
+pub struct Date(jiff::civil::Date);
 
 impl Date {
     /// The date `y-m-d`, or `None` when it does not exist.
     pub fn ymd(y: i64, m: u32, d: u32) -> Option<Date> {
-        if !(1..=12).contains(&m) || d == 0 || d > days_in_month(y, m) {
-            return None;
-        }
-        Some(Date {
-            days: days_from_civil(y, m, d),
-        })
+        let date = jiff::civil::Date::new(
+            i16::try_from(y).ok()?,
+            i8::try_from(m).ok()?,
+            i8::try_from(d).ok()?,
+        );
+        date.ok().map(Date)
     }
 
-    /// Parses `YYYY-MM-DD`.
+    /// Parses `YYYY-MM-DD` (exactly that form).
     pub fn parse(s: &str) -> Result<Date> {
         let bad = || Error::InvalidInput(format!("{s:?} is not a date: use YYYY-MM-DD"));
         let mut parts = s.trim().splitn(3, '-');
@@ -44,18 +41,24 @@ impl Date {
 
     /// (year, month, day).
     pub fn civil(self) -> (i64, u32, u32) {
-        civil_from_days(self.days)
+        (
+            self.0.year().into(),
+            self.0.month() as u32,
+            self.0.day() as u32,
+        )
     }
 
     /// 0 = Monday … 6 = Sunday.
     pub fn weekday(self) -> u32 {
-        // 1970-01-01 was a Thursday (3).
-        (self.days + 3).rem_euclid(7) as u32
+        self.0.weekday().to_monday_zero_offset() as u32
     }
 
+    /// `n` days later (earlier when negative), kept within the supported years.
     pub fn add_days(self, n: i64) -> Date {
-        Date {
-            days: self.days + n,
+        match jiff::Span::new().try_days(n) {
+            Ok(span) => Date(self.0.saturating_add(span)),
+            Err(_) if n < 0 => Date(jiff::civil::Date::MIN),
+            Err(_) => Date(jiff::civil::Date::MAX),
         }
     }
 
@@ -66,10 +69,11 @@ impl Date {
 
     /// The last day of this date's month, shifted by `months_ahead` months.
     pub fn month_end(self, months_ahead: u32) -> Date {
-        let (y, m, _) = self.civil();
-        let index = y * 12 + (m as i64 - 1) + months_ahead as i64;
-        let (y, m) = (index.div_euclid(12), index.rem_euclid(12) as u32 + 1);
-        Date::ymd(y, m, days_in_month(y, m)).expect("a month's last day exists")
+        let first = self
+            .0
+            .first_of_month()
+            .saturating_add(jiff::Span::new().months(i64::from(months_ahead.min(12 * 100))));
+        Date(first.last_of_month())
     }
 
     /// The last day of this date's calendar quarter.
@@ -97,50 +101,6 @@ impl<'de> Deserialize<'de> for Date {
         let s = String::deserialize(d)?;
         Date::parse(&s).map_err(serde::de::Error::custom)
     }
-}
-
-fn is_leap(y: i64) -> bool {
-    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
-}
-
-fn days_in_month(y: i64, m: u32) -> u32 {
-    match m {
-        2 if is_leap(y) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-// Howard Hinnant's civil-date algorithms.
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m as i64 + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (
-        if m <= 2 {
-            yoe + era * 400 + 1
-        } else {
-            yoe + era * 400
-        },
-        m,
-        d,
-    )
 }
 
 /// A deadline found in an utterance.

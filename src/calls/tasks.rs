@@ -209,18 +209,10 @@ pub fn to_ics(tasks: &[Task]) -> String {
 
 /// `YYYYMMDDTHHMMSSZ` from unix milliseconds.
 fn ics_stamp(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let date = super::dates::Date::ymd(1970, 1, 1)
-        .expect("epoch")
-        .add_days(secs.div_euclid(86_400));
-    let s = secs.rem_euclid(86_400);
-    format!(
-        "{}T{:02}{:02}{:02}Z",
-        date.to_string().replace('-', ""),
-        s / 3600,
-        s % 3600 / 60,
-        s % 60
-    )
+    jiff::Timestamp::from_millisecond(ms)
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+        .strftime("%Y%m%dT%H%M%SZ")
+        .to_string()
 }
 
 /// Where and how to deliver the webhook.

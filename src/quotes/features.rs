@@ -54,22 +54,10 @@ pub type Record = BTreeMap<String, Raw>;
 
 /// Days since 1970-01-01 of an ISO date (`YYYY-MM-DD`, optionally followed by a time).
 pub fn iso_days(s: &str) -> Option<f64> {
-    let date = s.get(..10)?;
-    let mut parts = date.split('-');
-    let y: i64 = parts.next()?.parse().ok()?;
-    let m: i64 = parts.next()?.parse().ok()?;
-    let d: i64 = parts.next()?.parse().ok()?;
-    if date.len() != 10 || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
-        return None;
-    }
-    // Howard Hinnant's days_from_civil.
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    Some((era * 146_097 + doe - 719_468) as f64)
+    let date: jiff::civil::Date = s.get(..10)?.parse().ok()?;
+    let epoch = jiff::civil::date(1970, 1, 1);
+    let days = (date - epoch).get_days();
+    Some(f64::from(days))
 }
 
 /// How one field becomes columns.
