@@ -339,8 +339,14 @@ pub async fn triage(db: &Db, rules: &Rules) -> Result<TriageReport> {
             decision.rule = Some(format!("breaker: {} switched to manual", rec.kind.as_str()));
         }
         let route = decision.route.as_str();
+        let reroute = rec.route.as_deref() != Some(route) || rec.rule != decision.rule;
+        let escalate = rec.escalated_at.is_none() && rec.created_at < escalate_before;
+        if !reroute && decision.route != Route::Auto && !escalate {
+            // Nothing changes: no transaction, so a long queue costs one read per pass.
+            continue;
+        }
         let mut tx = db.pool().begin().await?;
-        if rec.route.as_deref() != Some(route) || rec.rule != decision.rule {
+        if reroute {
             sqlx::query(
                 "UPDATE recommendations SET route = $1, rule = $2 WHERE id = $3 AND state = 'proposed'",
             )
@@ -377,7 +383,7 @@ pub async fn triage(db: &Db, rules: &Rules) -> Result<TriageReport> {
                 .await?;
                 report.auto_approved += 1;
             }
-        } else if rec.escalated_at.is_none() && rec.created_at < escalate_before {
+        } else if escalate {
             sqlx::query("UPDATE recommendations SET escalated_at = $1 WHERE id = $2")
                 .bind(now_ms())
                 .bind(&rec.id)
