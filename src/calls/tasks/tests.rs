@@ -90,18 +90,19 @@ fn receiver(statuses: Vec<u16>) -> (String, mpsc::Receiver<String>) {
             }
             let mut body = vec![0; length];
             reader.read_exact(&mut body).unwrap();
-            let mut stream = reader.into_inner();
-            // Two writes: a client must not take the first packet for the whole status line.
-            stream.write_all(b"HTTP/1.1 ").unwrap();
-            stream.flush().unwrap();
-            std::thread::sleep(Duration::from_millis(5));
-            write!(stream, "{status} X\r\nContent-Length: 0\r\n\r\n").unwrap();
+            // Report before answering, so the client cannot finish before the report exists.
             // The test may have stopped listening (it only checks the outcome).
             let _ = tx.send(format!(
                 "{}{}",
                 first.trim(),
                 String::from_utf8(body).unwrap()
             ));
+            let mut stream = reader.into_inner();
+            // Two writes: a client must not take the first packet for the whole status line.
+            stream.write_all(b"HTTP/1.1 ").unwrap();
+            stream.flush().unwrap();
+            std::thread::sleep(Duration::from_millis(5));
+            write!(stream, "{status} X\r\nContent-Length: 0\r\n\r\n").unwrap();
         }
     });
     (url, rx)
