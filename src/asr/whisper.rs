@@ -778,53 +778,6 @@ mod tests {
         );
     }
 
-    /// Reference text of a labelled call (all turns joined).
-    fn call_reference(call: &Path) -> String {
-        let tsv = std::fs::read_to_string(call.join("turns.tsv")).expect("eval call turns.tsv");
-        tsv.lines()
-            .skip(1)
-            .filter_map(|l| l.split('\t').nth(4))
-            .collect::<Vec<_>>()
-            .join(" ")
-    }
-
-    #[test]
-    #[ignore = "slow (transcribes two 3-minute calls); run with `cargo test --lib asr -- --ignored`"]
-    fn long_calls_stream_in_blocks() {
-        for (id, block_secs) in [("en-01", 60), ("zh-01", 60)] {
-            let call = crate::asr::testutil::shared_dir()
-                .join("eval/calls")
-                .join(id);
-            let t = transcriber().with_options(TranscriberOptions {
-                threads: 2,
-                beam_size: 1,
-                block_secs,
-            });
-            let mut reader = AudioReader::open(&call.join("call.wav"), Channels::Mix).unwrap();
-            let req = TranscribeRequest::default();
-            let start = Instant::now();
-            let out = t.transcribe_reader(&mut reader, &req, &|_| {}).unwrap();
-            let secs = start.elapsed().as_secs_f64();
-            let reference = call_reference(&call);
-            let (metric, score) = if id.starts_with("zh") {
-                ("CER", cer(&reference, &out.text()))
-            } else {
-                ("WER", wer(&reference, &out.text()))
-            };
-            eprintln!(
-                "{id}: {metric} {score:.3}, language {}, {} segments, RTF {:.3} ({secs:.1} s for \
-                 {:.1} s, {block_secs} s blocks)\n{}",
-                out.language,
-                out.segments.len(),
-                secs * 1000.0 / out.duration_ms as f64,
-                out.duration_ms as f64 / 1000.0,
-                out.text()
-            );
-            assert_eq!(out.language, &id[..2]);
-            assert!(score <= 0.3, "{id}: {metric} {score}");
-        }
-    }
-
     #[test]
     fn missing_model_says_how_to_fetch() {
         let e = Transcriber::load(
