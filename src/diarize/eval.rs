@@ -117,6 +117,72 @@ pub fn evaluate(
         if count_given {
             o.speakers = Some(speakers(&reference).max(1));
         }
+        if let Ok(sweep) = std::env::var("DD_SWEEP") {
+            let t = Instant::now();
+            let (pieces, emb) = diarizer.embed_pieces(wav)?;
+            eprintln!("{} embed {:.1}s", call.display(), t.elapsed().as_secs_f64());
+            for th in sweep.split(',') {
+                let th: f32 = th.parse().unwrap();
+                for known in [false, true] {
+                    let mut o = *opts;
+                    o.min_similarity = th;
+                    if known {
+                        o.speakers = Some(speakers(&reference));
+                    }
+                    let hyp = super::turns(&pieces, &super::label(&pieces, &emb, &o));
+                    let s = score(&reference, &hyp, COLLAR_MS);
+                    eprintln!(
+                        "SWEEP\t{}\t{th}\t{known}\t{}\t{}\t{:.4}\t{}\t{}",
+                        call.file_name().unwrap().to_string_lossy(),
+                        speakers(&reference),
+                        speakers(&hyp),
+                        s.der(),
+                        serde_json::to_string(&s).unwrap(),
+                        0
+                    );
+                }
+            }
+            // within/between cosine by reference speaker of each piece (majority overlap)
+            let owner: Vec<Option<usize>> = pieces
+                .iter()
+                .map(|p| {
+                    reference
+                        .iter()
+                        .filter(|r| r.start_ms < p.end_ms && p.start_ms < r.end_ms)
+                        .max_by_key(|r| r.end_ms.min(p.end_ms) - r.start_ms.max(p.start_ms))
+                        .map(|r| r.speaker)
+                })
+                .collect();
+            let k = speakers(&reference);
+            let mut sum = vec![vec![(0f32, 0usize); k]; k];
+            for i in 0..pieces.len() {
+                for j in i + 1..pieces.len() {
+                    if pieces[i].len_ms() < 1500 || pieces[j].len_ms() < 1500 {
+                        continue;
+                    }
+                    if let (Some(a), Some(b)) = (owner[i], owner[j]) {
+                        let c = super::cluster::cosine(&emb[i], &emb[j]);
+                        let e = &mut sum[a.min(b)][a.max(b)];
+                        e.0 += c;
+                        e.1 += 1;
+                    }
+                }
+            }
+            for a in 0..k {
+                eprintln!(
+                    "COS {} {}",
+                    call.file_name().unwrap().to_string_lossy(),
+                    (0..k)
+                        .map(|b| {
+                            let e = sum[a.min(b)][a.max(b)];
+                            format!("{:.2}", e.0 / e.1.max(1) as f32)
+                        })
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                );
+            }
+            continue;
+        }
         let t = Instant::now();
         let hyp = diarizer.diarize(wav, &o)?;
         let secs = t.elapsed().as_secs_f64();

@@ -561,7 +561,7 @@ from = ["tiny-pkg:tiny_pkg/data/part1", "tiny-pkg:tiny_pkg/data/part2"]
             "qwen-tokenizer",
             "smollm2-135m-instruct",
             "minilm-l6-v2",
-            "resemblyzer-ge2e",
+            "campplus-zh-en",
         ] {
             let spec = m.get(id).unwrap();
             assert!(spec.default, "{id} is fetched by default");
