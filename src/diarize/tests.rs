@@ -12,10 +12,6 @@ use crate::asr::{Channels, decode_file};
 
 const CALLS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/eval/calls");
 
-const SAME_MIN: f32 = 0.0;
-const DIFFERENT_MAX: f32 = 1.0;
-const CALL_MARGIN: f32 = -1.0;
-
 fn diarizer() -> Diarizer {
     let path = crate::config::ModelsConfig::default()
         .dir
@@ -104,11 +100,11 @@ fn real_voices_are_closer_to_themselves_than_to_others() {
         cosine(&jfk_b, &zh_a),
         cosine(&jfk_b, &zh_b),
     ];
-    eprintln!("same {same:?} different {different:?}");
+    // Measured: same 0.74 (JFK, old broadcast audio) and 0.88; different 0.03-0.07.
     let lowest_same = same.iter().copied().fold(f32::MAX, f32::min);
     let highest_different = different.iter().copied().fold(f32::MIN, f32::max);
     assert!(
-        lowest_same > SAME_MIN && highest_different < DIFFERENT_MAX,
+        lowest_same > 0.6 && highest_different < 0.3,
         "same {same:?} different {different:?}"
     );
 
@@ -126,11 +122,11 @@ fn real_voices_are_closer_to_themselves_than_to_others() {
     let other = embedding(&d, &second[0]);
     let same = [cosine(&a, &b), cosine(&a, &own), cosine(&b, &own)];
     let different = [cosine(&a, &other), cosine(&b, &other), cosine(&own, &other)];
-    eprintln!("zh-02 same {same:?} different {different:?}");
+    // Measured: same 0.87-0.91, different 0.26-0.35.
     let lowest_same = same.iter().copied().fold(f32::MAX, f32::min);
     let highest_different = different.iter().copied().fold(f32::MIN, f32::max);
     assert!(
-        lowest_same > highest_different + CALL_MARGIN,
+        lowest_same > highest_different + 0.3,
         "same {same:?} different {different:?}"
     );
 }
