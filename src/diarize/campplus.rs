@@ -555,3 +555,62 @@ fn input(window: &[f32]) -> Vec<f32> {
     super::fbank::subtract_mean(&mut v);
     v
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The converted checkpoint in the model cache (`dealdesk models fetch`).
+    fn weights() -> std::path::PathBuf {
+        let path = crate::config::ModelsConfig::default()
+            .dir
+            .join(format!("{}.safetensors", super::super::MODEL_ID));
+        assert!(
+            path.is_file(),
+            "run `dealdesk models fetch`: {}",
+            path.display()
+        );
+        path
+    }
+
+    #[test]
+    fn every_tensor_is_used_and_a_wrong_checkpoint_is_refused() {
+        let path = weights();
+        CamPlus::load(&path).unwrap();
+        let tensors = candle_core::safetensors::load(&path, &Device::Cpu).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, t: &HashMap<String, Tensor>| {
+            let p = dir.path().join(name);
+            candle_core::safetensors::save(t, &p).unwrap();
+            p
+        };
+        let check = |p: &Path, needle: &str| {
+            let e = CamPlus::load(p).err().expect("refused").to_string();
+            assert!(e.contains(needle), "{e}");
+        };
+
+        let mut missing = tensors.clone();
+        missing.remove("xvector.block2.tdnnd24.cam_layer.linear2.bias");
+        check(
+            &write("missing.safetensors", &missing),
+            "no tensor xvector.block2.tdnnd24",
+        );
+
+        let mut extra = tensors.clone();
+        extra.insert(
+            "xvector.block4.x".into(),
+            Tensor::zeros(3, DType::F32, &Device::Cpu).unwrap(),
+        );
+        check(&write("extra.safetensors", &extra), "not part of CAM++");
+
+        let mut misshapen = tensors;
+        misshapen.insert(
+            "head.conv1.weight".into(),
+            Tensor::zeros((32, 1, 5, 5), DType::F32, &Device::Cpu).unwrap(),
+        );
+        check(
+            &write("misshapen.safetensors", &misshapen),
+            "head.conv1.weight has shape",
+        );
+    }
+}
