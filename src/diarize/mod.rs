@@ -28,7 +28,7 @@ use campplus::CamPlus;
 use cluster::Stop;
 use fbank::{Fbank, HOP, N_MELS, SAMPLE_RATE};
 
-/// The manifest id of the speaker-embedding model.
+/// The manifest id of the default speaker-embedding model (`[asr] diarization_model`).
 pub const MODEL_ID: &str = "campplus-zh-en";
 
 /// Who spoke from `start_ms` to `end_ms`: `speaker` is 0-based, numbered by first appearance
@@ -90,12 +90,14 @@ pub struct Diarizer {
 }
 
 impl Diarizer {
-    /// Loads the speaker-embedding model from the model cache.
+    /// Loads the speaker-embedding model named by `[asr] diarization_model` from the model
+    /// cache.
     pub fn load(config: &Config, manifest: &Manifest) -> Result<Self> {
-        let path = model_path(config, manifest.get(MODEL_ID)?);
+        let id = &config.asr.diarization_model;
+        let path = model_path(config, manifest.get(id)?);
         if !path.is_file() {
             return Err(Error::Unavailable(format!(
-                "the speaker-embedding model is not at {}: run `dealdesk models fetch {MODEL_ID}`",
+                "the speaker-embedding model is not at {}: run `dealdesk models fetch {id}`",
                 path.display()
             )));
         }
