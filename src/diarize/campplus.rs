@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::{D, DType, Device, Tensor};
+use candle_core::{D, Device, Tensor};
 
 use super::fbank::N_MELS;
 use crate::error::{Error, Result};
@@ -523,11 +523,7 @@ impl CamPlus {
         let n = x.dim(1)? as f64;
         let var = (x.broadcast_sub(&mean.unsqueeze(1)?)?.sqr()?.sum(1)? / (n - 1.0).max(1.0))?;
         let stats = Tensor::cat(&[&mean, &var.sqrt()?], D::Minus1)?;
-        let e = self
-            .dense
-            .apply(&stats)?
-            .to_dtype(DType::F32)?
-            .to_vec2::<f32>()?;
+        let e = self.dense.apply(&stats)?.to_vec2::<f32>()?;
         Ok(e.into_iter()
             .map(|row| {
                 let mut a = [0f32; DIM];
@@ -558,6 +554,8 @@ fn input(window: &[f32]) -> Vec<f32> {
 
 #[cfg(test)]
 mod tests {
+    use candle_core::DType;
+
     use super::*;
 
     /// The converted checkpoint in the model cache (`dealdesk models fetch`).

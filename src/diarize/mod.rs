@@ -2,8 +2,9 @@
 //!
 //! Pipeline: energy voice activity ([`vad`]) → speech regions cut into pieces of at most
 //! 4.8 s → one CAM++ speaker embedding per piece, from its Kaldi fbank frames ([`fbank`],
-//! [`campplus`]: the `campplus-zh-en` model run with candle) → agglomerative clustering with a similarity threshold (number of speakers
-//! estimated) or a fixed count ([`cluster`]) → speaker turns. [`assign`] maps turns onto
+//! [`campplus`]: the `campplus-zh-en` model run with candle) → agglomerative clustering with
+//! a similarity threshold (number of speakers estimated) or a fixed count ([`cluster`]) →
+//! speaker turns. [`assign`] maps turns onto
 //! transcript segments, splitting a segment at a speaker change when word timestamps exist.
 //! [`der`] scores turns against a reference; [`eval`] runs a directory of labelled calls.
 //!
@@ -54,8 +55,8 @@ pub struct DiarizeOptions {
 
 /// Cosine similarity above which two groups of CAM++ embeddings are taken for one voice. On
 /// the dev calls one voice's 4.8 s pieces average 0.74–0.85 with each other, clearly different
-/// voices 0.24–0.50; 0.7 scored best over the whole set, and every value from 0.7 to 0.86 gave
-/// the same result there. See `eval/reports/diarization.md`.
+/// voices 0.24–0.50; 0.7 scored best over the whole set (0.65 merged two Mandarin voices,
+/// 0.75–0.86 split one). See `eval/reports/diarization.md`.
 pub const DEFAULT_MIN_SIMILARITY: f32 = 0.7;
 
 impl Default for DiarizeOptions {
