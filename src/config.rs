@@ -104,6 +104,8 @@ pub struct AsrConfig {
     pub beam_size: usize,
     /// Seconds of audio per Whisper call; bounds memory on long recordings.
     pub block_secs: u32,
+    /// Manifest id of the speaker-embedding model for diarization (a CAM++ checkpoint).
+    pub diarization_model: String,
 }
 
 /// `[llm]`: the local language model.
@@ -244,6 +246,7 @@ impl Default for AsrConfig {
             threads: 2,
             beam_size: 1,
             block_secs: 300,
+            diarization_model: crate::diarize::MODEL_ID.into(),
         }
     }
 }

@@ -2,7 +2,17 @@
 //! stopped by a similarity threshold (the number of speakers is estimated) or at a given
 //! number of clusters, then refined by reassigning every item to its nearest centroid.
 
-use super::embed::cosine;
+/// Cosine similarity of two embeddings (0 when either is all zeros).
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if na == 0.0 || nb == 0.0 {
+        0.0
+    } else {
+        dot / (na * nb)
+    }
+}
 
 /// When to stop merging.
 #[derive(Debug, Clone, Copy, PartialEq)]

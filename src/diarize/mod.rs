@@ -1,20 +1,21 @@
 //! Speaker diarization of mono recordings: who spoke when.
 //!
 //! Pipeline: energy voice activity ([`vad`]) → speech regions cut into pieces of at most
-//! 4.8 s → one GE2E speaker embedding per piece (the mean over 1.6 s windows) ([`embed`], the `resemblyzer-ge2e` model run
-//! with candle) → agglomerative clustering with a similarity threshold (number of speakers
-//! estimated) or a fixed count ([`cluster`]) → speaker turns. [`assign`] maps turns onto
+//! 4.8 s → one CAM++ speaker embedding per piece, from its Kaldi fbank frames ([`fbank`],
+//! [`campplus`]: the `campplus-zh-en` model run with candle) → agglomerative clustering with
+//! a similarity threshold (number of speakers estimated) or a fixed count ([`cluster`]) →
+//! speaker turns. [`assign`] maps turns onto
 //! transcript segments, splitting a segment at a speaker change when word timestamps exist.
 //! [`der`] scores turns against a reference; [`eval`] runs a directory of labelled calls.
 //!
 //! Stereo recordings with one party per channel do not need this: keep the per-channel path.
 
 pub mod align;
+pub mod campplus;
 pub mod cluster;
 pub mod der;
-pub mod embed;
 pub mod eval;
-mod mel;
+mod fbank;
 pub mod vad;
 
 use serde::Serialize;
@@ -24,12 +25,12 @@ pub use align::{SpeakerSegment, TimedSegment, Word, assign};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::models::{Manifest, model_path};
+use campplus::CamPlus;
 use cluster::Stop;
-use embed::{SpeakerEncoder, WINDOW_FRAMES};
-use mel::{HOP, MelBank, N_MELS, SAMPLE_RATE};
+use fbank::{Fbank, HOP, N_MELS, SAMPLE_RATE};
 
-/// The manifest id of the speaker-embedding model.
-pub const MODEL_ID: &str = "resemblyzer-ge2e";
+/// The manifest id of the default speaker-embedding model (`[asr] diarization_model`).
+pub const MODEL_ID: &str = "campplus-zh-en";
 
 /// Who spoke from `start_ms` to `end_ms`: `speaker` is 0-based, numbered by first appearance
 /// ("Speaker 1" is 0).
@@ -52,11 +53,11 @@ pub struct DiarizeOptions {
     pub min_similarity: f32,
 }
 
-/// Cosine similarity above which two groups of GE2E embeddings are taken for one voice. One
-/// voice's 4.8 s pieces average 0.86–0.93 with each other on the dev calls; 0.75 leaves room
-/// for the spread of short pieces (0.78–0.8 already split one synthetic voice in two in
-/// `tests::two_voices_are_told_apart_and_counted`). See `eval/reports/diarization.md`.
-pub const DEFAULT_MIN_SIMILARITY: f32 = 0.75;
+/// Cosine similarity above which two groups of CAM++ embeddings are taken for one voice. On
+/// the dev calls one voice's 4.8 s pieces average 0.74–0.85 with each other, clearly different
+/// voices 0.24–0.50; 0.7 scored best over the whole set (0.65 merged two Mandarin voices,
+/// 0.75–0.86 split one). See `eval/reports/diarization.md`.
+pub const DEFAULT_MIN_SIMILARITY: f32 = 0.7;
 
 impl Default for DiarizeOptions {
     fn default() -> Self {
@@ -77,25 +78,27 @@ const MAX_PIECE_MS: u64 = 4800;
 /// A silence shorter than this between two stretches of the same speaker is a pause inside
 /// one turn.
 const MAX_PAUSE_MS: u64 = 1000;
-/// When the count is estimated, a cluster with less speech than this (seconds) is not taken
-/// for a speaker of its own: it joins the nearest cluster.
-const MIN_SPEAKER_S: f32 = 3.0;
-/// resemblyzer's loudness target (quieter audio is raised to it, louder left as is).
-const TARGET_DBFS: f32 = -30.0;
+/// A cluster with less speech than this (seconds) is not taken for a speaker of its own: it
+/// joins the nearest cluster (a couple of short CAM++ pieces of one voice can stray apart).
+const MIN_SPEAKER_S: f32 = 5.0;
+/// With the count given, up to this many extra small clusters are tried before absorbing them.
+const MAX_STRAY_CLUSTERS: usize = 4;
 
 /// A loaded diarizer (the speaker encoder); cheap to share across threads by reference.
 pub struct Diarizer {
-    encoder: SpeakerEncoder,
-    mel: MelBank,
+    encoder: CamPlus,
+    fbank: Fbank,
 }
 
 impl Diarizer {
-    /// Loads the speaker-embedding model from the model cache.
+    /// Loads the speaker-embedding model named by `[asr] diarization_model` from the model
+    /// cache.
     pub fn load(config: &Config, manifest: &Manifest) -> Result<Self> {
-        let path = model_path(config, manifest.get(MODEL_ID)?);
+        let id = &config.asr.diarization_model;
+        let path = model_path(config, manifest.get(id)?);
         if !path.is_file() {
             return Err(Error::Unavailable(format!(
-                "the speaker-embedding model is not at {}: run `dealdesk models fetch {MODEL_ID}`",
+                "the speaker-embedding model is not at {}: run `dealdesk models fetch {id}`",
                 path.display()
             )));
         }
@@ -105,8 +108,8 @@ impl Diarizer {
     /// Loads the speaker encoder from a converted safetensors file.
     pub fn from_file(path: &std::path::Path) -> Result<Self> {
         Ok(Diarizer {
-            encoder: SpeakerEncoder::load(path)?,
-            mel: MelBank::new(),
+            encoder: CamPlus::load(path)?,
+            fbank: Fbank::new(),
         })
     }
 
@@ -128,53 +131,38 @@ impl Diarizer {
                 "the audio has NaN or infinite samples".into(),
             ));
         }
-        let pieces = pieces(&vad::speech_regions(audio));
+        let (pieces, embeddings) = self.embed_pieces(audio)?;
         if pieces.is_empty() {
             return Ok(Vec::new());
-        }
-        let frames = self.mel.frames(&normalize(audio));
-        let n_frames = frames.len() / N_MELS;
-        // Each piece: 1.6 s windows overlapping by half, the last one ending with the piece;
-        // a piece shorter than a window is one window of its own length.
-        let mut windows: Vec<&[f32]> = Vec::new();
-        let mut owner: Vec<usize> = Vec::new();
-        for (i, p) in pieces.iter().enumerate() {
-            let a = (p.start_ms as usize * SAMPLE_RATE / 1000 / HOP).min(n_frames);
-            let b = (p.end_ms as usize * SAMPLE_RATE / 1000 / HOP).clamp(a, n_frames);
-            let mut s = a;
-            loop {
-                let e = (s + WINDOW_FRAMES).min(b);
-                let s0 = e.saturating_sub(WINDOW_FRAMES).max(a);
-                windows.push(&frames[s0 * N_MELS..e * N_MELS]);
-                owner.push(i);
-                if e >= b {
-                    break;
-                }
-                s += WINDOW_FRAMES / 2;
-            }
-        }
-        let window_embeddings = self.encoder.embed(&windows)?;
-        let mut embeddings = vec![[0f32; embed::DIM]; pieces.len()];
-        for (w, &i) in window_embeddings.iter().zip(&owner) {
-            embeddings[i].iter_mut().zip(w).for_each(|(a, b)| *a += b);
-        }
-        for e in &mut embeddings {
-            let norm = e.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-            e.iter_mut().for_each(|x| *x /= norm);
         }
         let labels = label(&pieces, &embeddings, opts);
         Ok(turns(&pieces, &labels))
     }
-}
 
-/// Raises quiet audio to [`TARGET_DBFS`] (as the encoder's training data was).
-fn normalize(audio: &[f32]) -> Vec<f32> {
-    let rms = (audio.iter().map(|x| x * x).sum::<f32>() / audio.len().max(1) as f32).sqrt();
-    let dbfs = 20.0 * rms.max(1e-10).log10();
-    let gain = 10f32
-        .powf(((TARGET_DBFS - dbfs) / 20.0).max(0.0))
-        .min(1000.0);
-    audio.iter().map(|x| x * gain).collect()
+    /// The speech pieces of `audio` and a unit-length speaker embedding for each.
+    fn embed_pieces(&self, audio: &[f32]) -> Result<(Vec<vad::Region>, Vec<[f32; campplus::DIM]>)> {
+        let pieces = pieces(&vad::speech_regions(audio));
+        if pieces.is_empty() {
+            return Ok((pieces, Vec::new()));
+        }
+        let frames = self.fbank.frames(audio);
+        let n_frames = frames.len() / N_MELS;
+        // Each piece is one window of the encoder (CAM++ pools statistics over any length).
+        let windows: Vec<&[f32]> = pieces
+            .iter()
+            .map(|p| {
+                let a = (p.start_ms as usize * SAMPLE_RATE / 1000 / HOP).min(n_frames);
+                let b = (p.end_ms as usize * SAMPLE_RATE / 1000 / HOP).clamp(a, n_frames);
+                &frames[a * N_MELS..b * N_MELS]
+            })
+            .collect();
+        let mut embeddings = self.encoder.embed(&windows)?;
+        for e in &mut embeddings {
+            let norm = e.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+            e.iter_mut().for_each(|x| *x /= norm);
+        }
+        Ok((pieces, embeddings))
+    }
 }
 
 /// Cuts regions into equal pieces of at most [`MAX_PIECE_MS`].
@@ -193,7 +181,11 @@ fn pieces(regions: &[vad::Region]) -> Vec<vad::Region> {
 }
 
 /// A speaker label per piece: long pieces are clustered, short ones join the nearest cluster.
-fn label(pieces: &[vad::Region], emb: &[[f32; embed::DIM]], opts: &DiarizeOptions) -> Vec<usize> {
+fn label(
+    pieces: &[vad::Region],
+    emb: &[[f32; campplus::DIM]],
+    opts: &DiarizeOptions,
+) -> Vec<usize> {
     let reliable: Vec<usize> = (0..pieces.len())
         .filter(|&i| pieces[i].len_ms() >= MIN_CLUSTERED_MS)
         .collect();
@@ -208,17 +200,25 @@ fn label(pieces: &[vad::Region], emb: &[[f32; embed::DIM]], opts: &DiarizeOption
         .iter()
         .map(|&i| pieces[i].len_ms() as f32 / 1000.0)
         .collect();
-    let stop = match opts.speakers {
-        Some(k) => Stop::Count(k),
-        None => Stop::Threshold {
-            min_similarity: opts.min_similarity,
-            max: opts.max_speakers,
-        },
+    let labels = match opts.speakers {
+        // A stray piece (a laugh, a cough) would hold one of the k clusters to the end: stop
+        // at the fewest clusters that leave k once clusters under MIN_SPEAKER_S are absorbed.
+        Some(k) => (k..k + MAX_STRAY_CLUSTERS)
+            .map(|n| {
+                let labels = cluster::cluster(&items, &weights, Stop::Count(n));
+                cluster::absorb_small(&items, &weights, labels, MIN_SPEAKER_S)
+            })
+            .find(|l| l.iter().max().map_or(0, |m| m + 1) == k.min(items.len()))
+            .unwrap_or_else(|| cluster::cluster(&items, &weights, Stop::Count(k))),
+        None => {
+            let stop = Stop::Threshold {
+                min_similarity: opts.min_similarity,
+                max: opts.max_speakers,
+            };
+            let labels = cluster::cluster(&items, &weights, stop);
+            cluster::absorb_small(&items, &weights, labels, MIN_SPEAKER_S)
+        }
     };
-    let mut labels = cluster::cluster(&items, &weights, stop);
-    if opts.speakers.is_none() {
-        labels = cluster::absorb_small(&items, &weights, labels, MIN_SPEAKER_S);
-    }
     let centroids = cluster::centroids(&items, &weights, &labels);
     let mut all: Vec<Option<usize>> = vec![None; pieces.len()];
     for (&i, &l) in chosen.iter().zip(&labels) {

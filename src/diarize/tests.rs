@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use super::cluster::cosine;
 use super::der::score;
 use super::eval::read_turns;
 use super::*;
@@ -14,7 +15,7 @@ const CALLS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/eval/calls")
 fn diarizer() -> Diarizer {
     let path = crate::config::ModelsConfig::default()
         .dir
-        .join("resemblyzer-ge2e.safetensors");
+        .join(format!("{MODEL_ID}.safetensors"));
     assert!(
         path.is_file(),
         "speaker encoder not found at {}: run `dealdesk models fetch`",
@@ -67,6 +68,67 @@ fn interleave(voices: &[Vec<Vec<f32>>]) -> (Vec<f32>, Vec<SpeakerTurn>) {
         .flat_map(|i| voices.iter().enumerate().map(move |(v, c)| (v, &c[i][..])))
         .collect();
     assemble(&clips)
+}
+
+/// One embedding of a whole clip (mean-normalised fbank of all of it).
+fn embedding(d: &Diarizer, clip: &[f32]) -> [f32; campplus::DIM] {
+    let frames = d.fbank.frames(clip);
+    d.encoder.embed(&[&frames]).unwrap()[0]
+}
+
+#[test]
+fn real_voices_are_closer_to_themselves_than_to_others() {
+    let d = diarizer();
+    let audio = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/eval/audio/");
+    let clip = |name: &str| {
+        decode_file(&Path::new(audio).join(name), Channels::Mix)
+            .unwrap()
+            .channel(0)
+            .to_vec()
+    };
+    // President Kennedy (one speaker, 11 s) in two halves; two utterances of one AISHELL-1
+    // speaker (S0764).
+    let jfk = clip("en/jfk.wav");
+    let (jfk_a, jfk_b) = jfk.split_at(jfk.len() / 2);
+    let (jfk_a, jfk_b) = (embedding(&d, jfk_a), embedding(&d, jfk_b));
+    let zh_a = embedding(&d, &clip("zh/BAC009S0764W0121.wav"));
+    let zh_b = embedding(&d, &clip("zh/BAC009S0764W0122.wav"));
+    let same = [cosine(&jfk_a, &jfk_b), cosine(&zh_a, &zh_b)];
+    let different = [
+        cosine(&jfk_a, &zh_a),
+        cosine(&jfk_a, &zh_b),
+        cosine(&jfk_b, &zh_a),
+        cosine(&jfk_b, &zh_b),
+    ];
+    // Measured: same 0.74 (JFK, old broadcast audio) and 0.88; different 0.03-0.07.
+    let lowest_same = same.iter().copied().fold(f32::MAX, f32::min);
+    let highest_different = different.iter().copied().fold(f32::MIN, f32::max);
+    assert!(
+        lowest_same > 0.6 && highest_different < 0.3,
+        "same {same:?} different {different:?}"
+    );
+
+    // Turns of the dev call zh-02: the two halves of a speaker's longest turn against
+    // that speaker's and another speaker's other turns.
+    let turn = |speaker| {
+        let mut t = turns_of("zh-02", speaker, 20);
+        t.sort_by_key(|c| std::cmp::Reverse(c.len()));
+        t
+    };
+    let (first, second) = (turn(0), turn(1));
+    let (a, b) = first[0].split_at(first[0].len() / 2);
+    let (a, b) = (embedding(&d, a), embedding(&d, b));
+    let own = embedding(&d, &first[1]);
+    let other = embedding(&d, &second[0]);
+    let same = [cosine(&a, &b), cosine(&a, &own), cosine(&b, &own)];
+    let different = [cosine(&a, &other), cosine(&b, &other), cosine(&own, &other)];
+    // Measured: same 0.87-0.91, different 0.26-0.35.
+    let lowest_same = same.iter().copied().fold(f32::MAX, f32::min);
+    let highest_different = different.iter().copied().fold(f32::MIN, f32::max);
+    assert!(
+        lowest_same > highest_different + 0.3,
+        "same {same:?} different {different:?}"
+    );
 }
 
 #[test]

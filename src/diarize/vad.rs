@@ -2,7 +2,7 @@
 //! recording's noise floor and its speech level, short gaps bridged, short blips dropped.
 //! Enough for clean call audio; it does not separate speech from loud non-speech noise.
 
-use super::mel::{HOP, SAMPLE_RATE};
+use super::fbank::{HOP, SAMPLE_RATE};
 
 /// Frame length in samples (30 ms).
 const FRAME: usize = 480;

@@ -504,13 +504,22 @@ fn build_file(
             super::gguf::requantize_q8_0(&input, &mut w).map_err(convert_err)?;
             w
         }
-        Convert::TorchLegacyToSafetensors { key } => {
+        Convert::TorchLegacyToSafetensors { .. } | Convert::TorchZipToSafetensors { .. } => {
             progress.stage(
                 &spec.id,
                 &format!("converting {} to safetensors", file.name),
             );
             let input = assemble(archives, file, &input_mismatch)?;
-            let bytes = super::torch::legacy_to_safetensors(&input, key).map_err(convert_err)?;
+            let bytes = match &file.convert {
+                Convert::TorchLegacyToSafetensors { key } => {
+                    super::torch::legacy_to_safetensors(&input, key)
+                }
+                Convert::TorchZipToSafetensors { key } => {
+                    super::torch::zip_to_safetensors(&input, key.as_deref())
+                }
+                other => Err(format!("{} is not a PyTorch conversion", other.kind())),
+            }
+            .map_err(convert_err)?;
             let mut w = BufWriter::with_capacity(1 << 20, out);
             w.write_all(&bytes).map_err(io_err)?;
             w

