@@ -129,7 +129,8 @@ fn per_minute(count: usize, ms: u64) -> f64 {
     }
 }
 
-fn side_name(side: Side) -> &'static str {
+/// `seller` or `customer`.
+pub fn side_name(side: Side) -> &'static str {
     match side {
         Side::Seller => "seller",
         Side::Customer => "customer",

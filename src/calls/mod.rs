@@ -26,6 +26,7 @@ pub mod grounding;
 pub mod pipeline;
 pub mod playbook;
 pub mod records;
+pub mod search;
 pub mod tasks;
 pub mod trackers;
 pub mod transcript;

@@ -224,7 +224,7 @@ impl Trackers {
 
 /// The analyzer for text of a call language: Mandarin text goes through jieba (Latin words in
 /// it through the English chain), anything else through the English chain.
-fn analyzer_for(language: &str) -> TextAnalyzer {
+pub fn analyzer_for(language: &str) -> TextAnalyzer {
     if language == "zh" {
         analyzers::mandarin()
     } else {
@@ -232,7 +232,8 @@ fn analyzer_for(language: &str) -> TextAnalyzer {
     }
 }
 
-fn words(analyzer: &mut TextAnalyzer, text: &str) -> Vec<String> {
+/// The analyzed words of `text`, in order.
+pub fn words(analyzer: &mut TextAnalyzer, text: &str) -> Vec<String> {
     analyzers::analyze(analyzer, text)
         .into_iter()
         .map(|t| t.text)
