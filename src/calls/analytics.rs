@@ -140,22 +140,13 @@ pub fn side_name(side: Side) -> &'static str {
 /// Computes the analytics of a transcript. Never fails: odd input (no segments, reversed
 /// times, unknown speakers) yields zeros and "unknown" rather than an error.
 pub fn analyze(t: &CallTranscript, trackers: &Trackers) -> CallAnalytics {
-    let side_of = |speaker: &str| -> &'static str {
-        t.participants
-            .iter()
-            .find(|p| p.name == speaker)
-            .map_or("unknown", |p| side_name(p.side))
-    };
     let mut speakers: Vec<SpeakerStats> = Vec::new();
     let mut sides = Sides::default();
     let mut talk_ms = 0u64;
     let mut attributed_ms = 0u64;
     for seg in &t.segments {
         let label = seg.speaker.as_deref().unwrap_or(UNATTRIBUTED);
-        let side = match seg.speaker {
-            Some(ref s) => side_of(s),
-            None => "unknown",
-        };
+        let side = t.side_of(seg).map_or("unknown", side_name);
         let ms = seg.end_ms.saturating_sub(seg.start_ms);
         let questions = count_questions(&seg.text, &t.language);
         talk_ms += ms;

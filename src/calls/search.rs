@@ -32,7 +32,7 @@ use super::analytics::{self, visible_rep};
 use super::extract::Category;
 use super::records::{self, Call};
 use super::trackers::{self, Trackers};
-use super::transcript::{CallTranscript, Side};
+use super::transcript::{CallTranscript, Side, same_name};
 use crate::bids::analyzers::{self, EN, ZH};
 use crate::bids::index::{derived_writer, fast_revisions, index_err, open_derived};
 use crate::bids::search::snippet;
@@ -595,7 +595,7 @@ pub async fn search(
         response.hits.push(SearchHit {
             side: speaker
                 .as_deref()
-                .and_then(|s| call.participants.iter().find(|p| p.name == s))
+                .and_then(|s| call.participants.iter().find(|p| same_name(&p.name, s)))
                 .map_or("unknown", |p| analytics::side_name(p.side))
                 .to_string(),
             snippet: if matched.is_empty() {
