@@ -71,15 +71,18 @@ impl Fields {
     }
 }
 
+/// An analyzed (not stored) text field using the analyzer `tokenizer`, with term frequencies.
+pub fn analyzed_text(tokenizer: &str) -> TextOptions {
+    TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer(tokenizer)
+            .set_index_option(IndexRecordOption::WithFreqs),
+    )
+}
+
 fn schema() -> (Schema, Fields) {
     let mut b = Schema::builder();
-    let text = |tokenizer: &str| {
-        TextOptions::default().set_indexing_options(
-            TextFieldIndexing::default()
-                .set_tokenizer(tokenizer)
-                .set_index_option(IndexRecordOption::WithFreqs),
-        )
-    };
+    let text = analyzed_text;
     let text_field = |b: &mut tantivy::schema::SchemaBuilder, name: &'static str| TextField {
         name,
         fields: [

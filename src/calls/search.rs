@@ -23,9 +23,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use tantivy::collector::TopDocs;
 use tantivy::query::{BooleanQuery, Occur, Query, TermQuery, TermSetQuery};
-use tantivy::schema::{
-    FAST, Field, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value,
-};
+use tantivy::schema::{FAST, Field, IndexRecordOption, STORED, STRING, Schema, Value};
 use tantivy::{IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
 use super::analytics::{self, visible_rep};
@@ -34,7 +32,7 @@ use super::records::{self, Call};
 use super::trackers::{self, Trackers};
 use super::transcript::{CallTranscript, Side, same_name};
 use crate::bids::analyzers::{self, EN, ZH};
-use crate::bids::index::{derived_writer, fast_revisions, index_err, open_derived};
+use crate::bids::index::{analyzed_text, derived_writer, fast_revisions, index_err, open_derived};
 use crate::bids::search::snippet;
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -66,13 +64,6 @@ struct Fields {
 
 fn schema() -> (Schema, Fields) {
     let mut b = Schema::builder();
-    let text = |tokenizer: &str| {
-        TextOptions::default().set_indexing_options(
-            TextFieldIndexing::default()
-                .set_tokenizer(tokenizer)
-                .set_index_option(IndexRecordOption::WithFreqs),
-        )
-    };
     let fields = Fields {
         // `id` is the call id (the key the shared revision reader expects).
         id: b.add_text_field("id", STRING | STORED | FAST),
@@ -84,8 +75,8 @@ fn schema() -> (Schema, Fields) {
         lang: b.add_text_field("lang", STRING | STORED),
         text: b.add_text_field("text", STORED),
         analyzed: [
-            b.add_text_field("text_en", text(EN)),
-            b.add_text_field("text_zh", text(ZH)),
+            b.add_text_field("text_en", analyzed_text(EN)),
+            b.add_text_field("text_zh", analyzed_text(ZH)),
         ],
         trackers: b.add_text_field("trackers", STRING),
     };

@@ -86,6 +86,11 @@ fn english_call() -> CallTranscript {
     )
 }
 
+/// Where tracker `name` fired in `a`.
+fn hits<'a>(a: &'a CallAnalytics, name: &str) -> &'a [crate::calls::trackers::TrackerHit] {
+    &a.trackers.iter().find(|t| t.name == name).unwrap().hits
+}
+
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() < 1e-9
 }
@@ -133,11 +138,7 @@ fn metrics_of_a_hand_built_call_have_the_known_values() {
 fn trackers_fire_with_segment_time_and_speaker() {
     let a = analyze(&english_call(), &trackers());
     let fired = |name: &str| -> Vec<(u32, u64, Option<String>)> {
-        a.trackers
-            .iter()
-            .find(|t| t.name == name)
-            .unwrap()
-            .hits
+        hits(&a, name)
             .iter()
             .map(|h| (h.segment_id, h.start_ms, h.speaker.clone()))
             .collect()
@@ -194,16 +195,7 @@ fn mandarin_questions_trackers_and_diarizer_labels() {
     assert!(close(a.attributed_share, 1.0));
     assert_eq!(a.speaker_switches, 2);
     assert_eq!(a.silence_ms, 0);
-    let segs = |name: &str| -> Vec<u32> {
-        a.trackers
-            .iter()
-            .find(|t| t.name == name)
-            .unwrap()
-            .hits
-            .iter()
-            .map(|h| h.segment_id)
-            .collect()
-    };
+    let segs = |name: &str| -> Vec<u32> { hits(&a, name).iter().map(|h| h.segment_id).collect() };
     assert_eq!(segs("pricing"), vec![0, 1]);
     assert_eq!(segs("implementation"), vec![1]);
     assert_eq!(segs("competitors"), vec![2]);
