@@ -24,7 +24,7 @@ use sqlx::Row;
 use tantivy::collector::TopDocs;
 use tantivy::query::{BooleanQuery, Occur, Query, TermQuery, TermSetQuery};
 use tantivy::schema::{FAST, Field, IndexRecordOption, STORED, STRING, Schema, Value};
-use tantivy::{IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
 use super::analytics::{self, visible_rep};
 use super::extract::Category;
@@ -90,9 +90,11 @@ fn slot(language: &str) -> usize {
 /// The call index of one data directory.
 pub struct CallIndex {
     dir: PathBuf,
+    index: Index,
     reader: IndexReader,
-    /// `None` when another process (the server) holds the writer: searches see its commits.
-    writer: Option<Mutex<IndexWriter>>,
+    /// `None` while another process holds the writer (the server, or a CLI command): searches
+    /// then see that process's commits, and the writer is taken over once it is free.
+    writer: Mutex<Option<IndexWriter>>,
     fields: Fields,
     /// The revision of every indexed call.
     revs: Mutex<HashMap<String, i64>>,
@@ -113,32 +115,50 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl CallIndex {
     /// Opens (or creates) the index in `dir`. If another process holds its writer, the index
-    /// is opened read-only.
+    /// is searched read-only until the writer is free.
     pub fn open(dir: &Path) -> Result<CallIndex> {
         let (schema, fields) = schema();
         let index = open_derived(dir, schema, NAME)?;
-        let writer = match derived_writer(&index, dir, NAME, WRITER_HEAP) {
-            Ok(w) => Some(Mutex::new(w)),
-            Err(Error::Conflict(m)) => {
-                tracing::info!("{m}; searching its last commit read-only");
-                None
-            }
-            Err(e) => return Err(e),
-        };
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
             .try_into()
             .map_err(index_err(NAME, "reader"))?;
-        let revs = fast_revisions(&reader.searcher(), NAME)?;
-        Ok(CallIndex {
+        let revs = Mutex::new(fast_revisions(&reader.searcher(), NAME)?);
+        let open = CallIndex {
             dir: dir.to_path_buf(),
+            index,
             reader,
-            writer,
+            writer: Mutex::new(None),
             fields,
-            revs: Mutex::new(revs),
+            revs,
             sync: tokio::sync::Mutex::new(()),
-        })
+        };
+        open.writable()?;
+        Ok(open)
+    }
+
+    /// Whether this process holds the writer, taking it when it is free; `false` while
+    /// another process holds it (its commits are then loaded for searching).
+    fn writable(&self) -> Result<bool> {
+        let mut writer = lock(&self.writer);
+        if writer.is_none() {
+            match derived_writer(&self.index, &self.dir, NAME, WRITER_HEAP) {
+                Ok(w) => {
+                    // What the previous holder committed is the starting point.
+                    self.reader.reload().map_err(index_err(NAME, "reload"))?;
+                    *lock(&self.revs) = fast_revisions(&self.reader.searcher(), NAME)?;
+                    *writer = Some(w);
+                }
+                Err(Error::Conflict(m)) => {
+                    tracing::debug!("{m}; searching its last commit read-only");
+                    self.reader.reload().map_err(index_err(NAME, "reload"))?;
+                    return Ok(false);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
     }
 
     fn stored_fingerprint(&self) -> String {
@@ -149,7 +169,7 @@ impl CallIndex {
     /// the trackers changed) and removes calls that have no transcript any more.
     pub async fn reconcile(&self, db: &Db, trackers: &Trackers) -> Result<Repair> {
         let _one = self.sync.lock().await;
-        if self.writer.is_none() {
+        if !self.writable()? {
             return Ok(Repair::default());
         }
         let want = revisions(db).await?;
@@ -209,14 +229,15 @@ impl CallIndex {
     }
 
     fn with_writer<T>(&self, f: impl FnOnce(&mut IndexWriter) -> Result<T>) -> Result<T> {
-        let writer = self.writer.as_ref().ok_or_else(|| {
-            Error::Conflict(format!(
+        if !self.writable()? {
+            return Err(Error::Conflict(format!(
                 "the {NAME} in {} is in use by another dealdesk process (the server); it \
                  re-indexes changed calls itself",
                 self.dir.display()
-            ))
-        })?;
-        f(&mut lock(writer))
+            )));
+        }
+        let mut writer = lock(&self.writer);
+        f(writer.as_mut().expect("writable() took the writer"))
     }
 
     fn commit(&self) -> Result<()> {

@@ -366,3 +366,51 @@ async fn changes_are_reindexed_and_a_missing_index_is_rebuilt() {
     let r = search(&w.db, &edited, &w.rep, &crm).await.unwrap();
     assert_eq!(calls_of(&r), vec![a]);
 }
+
+#[tokio::test]
+async fn a_second_process_searches_read_only_and_takes_the_writer_when_free() {
+    let f = fixture().await;
+    calls(&f).await;
+    let dir = f.w._dir.path().join("shared-index");
+    let trackers = Trackers::load(&f.config).unwrap();
+    let first = CallIndex::open(&dir).unwrap();
+    let second = CallIndex::open(&dir).unwrap();
+    // The first holds the writer: the second cannot write, and sees the first's commits.
+    assert_eq!(
+        second
+            .reconcile(&f.w.db, &trackers)
+            .await
+            .unwrap()
+            .reindexed,
+        0
+    );
+    assert_eq!(
+        first.reconcile(&f.w.db, &trackers).await.unwrap().reindexed,
+        4
+    );
+    assert!(matches!(
+        second.reindex(&f.w.db, &trackers, "x").await,
+        Err(Error::Conflict(_))
+    ));
+    assert_eq!(
+        second
+            .reconcile(&f.w.db, &trackers)
+            .await
+            .unwrap()
+            .reindexed,
+        0
+    );
+    assert_eq!(second.num_docs(), 8);
+    drop(first);
+    // Free again: the second takes over from the first's last commit.
+    assert_eq!(
+        second
+            .reconcile(&f.w.db, &trackers)
+            .await
+            .unwrap()
+            .reindexed,
+        0
+    );
+    second.reindex(&f.w.db, &trackers, "x").await.unwrap();
+    assert_eq!(second.num_docs(), 8);
+}
