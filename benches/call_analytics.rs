@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use dealdesk::calls::analytics::{self, Range};
-use dealdesk::calls::records::{self, NewCall};
+use dealdesk::calls::records;
 use dealdesk::calls::search::{self, SearchRequest};
 use dealdesk::calls::trackers::Trackers;
 use dealdesk::calls::transcript::CallTranscript;
@@ -83,23 +83,9 @@ fn main() {
     let started = Instant::now();
     rt.block_on(async {
         for i in 0..n {
-            let t = &dev[i % dev.len()];
-            let call = records::create(
-                &db,
-                &reps[i % reps.len()],
-                &NewCall {
-                    title: format!("{} #{i}", t.title),
-                    call_date: t.call_date,
-                    language: Some(t.language.clone()),
-                    participants: t.participants.clone(),
-                    blob_sha256: None,
-                    source: "import",
-                    channels: "mix".into(),
-                },
-            )
-            .await
-            .unwrap();
-            records::save_transcript(&db, &call.id, t, "import")
+            let mut t = dev[i % dev.len()].clone();
+            t.title = format!("{} #{i}", t.title);
+            records::import(&db, &reps[i % reps.len()], &t)
                 .await
                 .unwrap();
         }

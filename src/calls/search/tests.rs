@@ -1,6 +1,5 @@
 use super::*;
 use crate::calls::extract::Objection;
-use crate::calls::records::NewCall;
 use crate::calls::transcript::{Participant, Segment};
 use crate::review::tests_support::World;
 use crate::users::{self, Role};
@@ -33,33 +32,15 @@ async fn add_call(
     participants: Vec<Participant>,
     lines: &[(Option<&str>, &str)],
 ) -> String {
-    let call = records::create(
-        db,
-        owner,
-        &NewCall {
-            title: title.into(),
-            call_date: Some(crate::calls::dates::Date::parse(day).unwrap()),
-            language: Some(language.into()),
-            participants: participants.clone(),
-            blob_sha256: None,
-            source: "import",
-            channels: "mix".into(),
-        },
-    )
-    .await
-    .unwrap();
     let t = CallTranscript {
-        call_id: Some(call.id.clone()),
+        call_id: None,
         language: language.into(),
-        call_date: None,
+        call_date: Some(crate::calls::dates::Date::parse(day).unwrap()),
         title: title.into(),
         participants,
         segments: segments(lines),
     };
-    records::save_transcript(db, &call.id, &t, "import")
-        .await
-        .unwrap();
-    call.id
+    records::import(db, owner, &t).await.unwrap().id
 }
 
 fn segments(lines: &[(Option<&str>, &str)]) -> Vec<Segment> {
