@@ -1,6 +1,7 @@
 //! The command line: a thin layer over the library. Each subcommand parses its arguments,
 //! calls one domain function and prints the result (`--json` for scripts).
 
+mod call_analytics;
 mod calls;
 mod diarize;
 mod quotes;
@@ -75,6 +76,9 @@ pub enum Command {
     Analyze(calls::AnalyzeArgs),
     /// Extract commitments and objections from a transcript (no speech recognition).
     Extract(calls::ExtractArgs),
+    /// Call analytics (talk ratio, monologues, questions, trackers) and search across calls.
+    #[command(subcommand)]
+    Calls(call_analytics::CallsCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -365,6 +369,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Analyze(args) => calls::analyze(&config, args),
         Command::Extract(args) => calls::extract(&config, args),
         Command::Eval(EvalCommand::Calls(args)) => calls::eval(&config, args),
+        Command::Calls(cmd) => runtime.block_on(call_analytics::calls_cmd(&config, cmd)),
     }
 }
 

@@ -155,6 +155,9 @@ pub struct CallsConfig {
     pub webhook_attempts: u32,
     /// Seconds before the first retry; doubled after each failure.
     pub webhook_backoff_secs: f64,
+    /// Topic trackers file for call analytics and search (see the shipped `trackers.toml`),
+    /// read on every use; empty: the built-in trackers.
+    pub trackers: String,
 }
 
 impl Default for CallsConfig {
@@ -164,6 +167,7 @@ impl Default for CallsConfig {
             webhook_url: String::new(),
             webhook_attempts: 5,
             webhook_backoff_secs: 1.0,
+            trackers: String::new(),
         }
     }
 }

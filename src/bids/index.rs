@@ -71,15 +71,18 @@ impl Fields {
     }
 }
 
+/// An analyzed (not stored) text field using the analyzer `tokenizer`, with term frequencies.
+pub fn analyzed_text(tokenizer: &str) -> TextOptions {
+    TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer(tokenizer)
+            .set_index_option(IndexRecordOption::WithFreqs),
+    )
+}
+
 fn schema() -> (Schema, Fields) {
     let mut b = Schema::builder();
-    let text = |tokenizer: &str| {
-        TextOptions::default().set_indexing_options(
-            TextFieldIndexing::default()
-                .set_tokenizer(tokenizer)
-                .set_index_option(IndexRecordOption::WithFreqs),
-        )
-    };
+    let text = analyzed_text;
     let text_field = |b: &mut tantivy::schema::SchemaBuilder, name: &'static str| TextField {
         name,
         fields: [
@@ -114,47 +117,82 @@ pub struct BidIndex {
     pub fields: Fields,
 }
 
-fn index_err(what: &str) -> impl Fn(tantivy::TantivyError) -> Error + '_ {
-    move |e| Error::Internal(format!("bid index: {what}: {e}"))
+/// Maps a tantivy error of the index `name` while doing `what`.
+pub fn index_err<'a>(name: &'a str, what: &'a str) -> impl Fn(tantivy::TantivyError) -> Error + 'a {
+    move |e| Error::Internal(format!("{name}: {what}: {e}"))
+}
+
+/// Opens the derived index `name` in `dir` with `schema`, creating it, or recreating it when
+/// it was written with another schema (it is rebuilt from the database); registers the
+/// English and Mandarin analyzers.
+pub fn open_derived(dir: &Path, schema: Schema, name: &str) -> Result<Index> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::io(format!("cannot create the {name} directory"), dir, e))?;
+    let open = || -> tantivy::Result<Index> {
+        Index::open_or_create(MmapDirectory::open(dir)?, schema.clone())
+    };
+    let index = match open() {
+        Ok(index) => index,
+        Err(tantivy::TantivyError::SchemaError(_)) => {
+            tracing::warn!(dir = %dir.display(), "{name} schema changed; rebuilding");
+            std::fs::remove_dir_all(dir)
+                .and_then(|_| std::fs::create_dir_all(dir))
+                .map_err(|e| Error::io(format!("cannot clear the old {name}"), dir, e))?;
+            open().map_err(index_err(name, "create"))?
+        }
+        Err(e) => return Err(index_err(name, "open")(e)),
+    };
+    analyzers::register(index.tokenizers());
+    Ok(index)
+}
+
+/// The one writer of a derived index; another process holding it is a [`Error::Conflict`].
+pub fn derived_writer(index: &Index, dir: &Path, name: &str, heap: usize) -> Result<IndexWriter> {
+    index.writer_with_num_threads(1, heap).map_err(|e| match e {
+        tantivy::TantivyError::LockFailure(..) => Error::Conflict(format!(
+            "the {name} in {} is in use by another dealdesk process; stop the \
+                 server (or run this through its API) and retry",
+            dir.display()
+        )),
+        e => index_err(name, "writer")(e),
+    })
+}
+
+/// The revision of every document key in an index, from its fast columns `id` and `rev`.
+pub fn fast_revisions(searcher: &Searcher, name: &str) -> Result<HashMap<String, i64>> {
+    let mut out = HashMap::new();
+    for segment in searcher.segment_readers() {
+        let fast = segment.fast_fields();
+        let ids = fast
+            .str("id")
+            .map_err(index_err(name, "id column"))?
+            .ok_or_else(|| Error::Internal(format!("{name}: no id column")))?;
+        let revs = fast.i64("rev").map_err(index_err(name, "rev column"))?;
+        let mut id = String::new();
+        for doc in segment.doc_ids_alive() {
+            let Some(ord) = ids.term_ords(doc).next() else {
+                continue;
+            };
+            ids.ord_to_str(ord, &mut id)
+                .map_err(|e| Error::Internal(format!("{name}: read id: {e}")))?;
+            out.insert(id.clone(), revs.first(doc).unwrap_or(-1));
+        }
+    }
+    Ok(out)
 }
 
 impl BidIndex {
     /// Opens the index in `dir`, creating it (or recreating it, when it was written with a
     /// different schema: it is derived data) as needed.
     pub fn open(dir: &Path) -> Result<BidIndex> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::io("cannot create the bid index directory", dir, e))?;
         let (schema, fields) = schema();
-        let open = || -> tantivy::Result<Index> {
-            Index::open_or_create(MmapDirectory::open(dir)?, schema.clone())
-        };
-        let index = match open() {
-            Ok(index) => index,
-            Err(tantivy::TantivyError::SchemaError(_)) => {
-                tracing::warn!(dir = %dir.display(), "bid index schema changed; rebuilding");
-                std::fs::remove_dir_all(dir)
-                    .and_then(|_| std::fs::create_dir_all(dir))
-                    .map_err(|e| Error::io("cannot clear the old bid index", dir, e))?;
-                open().map_err(index_err("create"))?
-            }
-            Err(e) => return Err(index_err("open")(e)),
-        };
-        analyzers::register(index.tokenizers());
-        let writer = index
-            .writer_with_num_threads(1, WRITER_HEAP)
-            .map_err(|e| match e {
-                tantivy::TantivyError::LockFailure(..) => Error::Conflict(format!(
-                    "the bid index in {} is in use by another dealdesk process; stop the \
-                     server (or run this through its API) and retry",
-                    dir.display()
-                )),
-                e => index_err("writer")(e),
-            })?;
+        let index = open_derived(dir, schema, "bid index")?;
+        let writer = derived_writer(&index, dir, "bid index", WRITER_HEAP)?;
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
             .try_into()
-            .map_err(index_err("reader"))?;
+            .map_err(index_err("bid index", "reader"))?;
         Ok(BidIndex {
             reader,
             writer: Mutex::new(writer),
@@ -194,7 +232,7 @@ impl BidIndex {
         }
         writer
             .add_document(doc)
-            .map_err(index_err("add a document"))?;
+            .map_err(index_err("bid index", "add a document"))?;
         Ok(())
     }
 
@@ -205,15 +243,17 @@ impl BidIndex {
 
     /// Makes every change since the last commit durable and visible to searches.
     pub fn commit(&self, writer: &mut IndexWriter) -> Result<()> {
-        writer.commit().map_err(index_err("commit"))?;
-        self.reader.reload().map_err(index_err("reload"))
+        writer.commit().map_err(index_err("bid index", "commit"))?;
+        self.reader
+            .reload()
+            .map_err(index_err("bid index", "reload"))
     }
 
     /// Drops every document (for a rebuild; takes effect at the next commit).
     pub fn clear(&self, writer: &mut IndexWriter) -> Result<()> {
         writer
             .delete_all_documents()
-            .map_err(index_err("clear"))
+            .map_err(index_err("bid index", "clear"))
             .map(|_| ())
     }
 
@@ -223,26 +263,7 @@ impl BidIndex {
 
     /// The revision of every indexed bid, by id.
     pub fn revisions(&self) -> Result<HashMap<String, i64>> {
-        let searcher = self.searcher();
-        let mut out = HashMap::new();
-        for segment in searcher.segment_readers() {
-            let fast = segment.fast_fields();
-            let ids = fast
-                .str("id")
-                .map_err(index_err("id column"))?
-                .ok_or_else(|| Error::Internal("bid index: no id column".into()))?;
-            let revs = fast.i64("rev").map_err(index_err("rev column"))?;
-            let mut id = String::new();
-            for doc in segment.doc_ids_alive() {
-                let Some(ord) = ids.term_ords(doc).next() else {
-                    continue;
-                };
-                ids.ord_to_str(ord, &mut id)
-                    .map_err(|e| Error::Internal(format!("bid index: read id: {e}")))?;
-                out.insert(id.clone(), revs.first(doc).unwrap_or(-1));
-            }
-        }
-        Ok(out)
+        fast_revisions(&self.searcher(), "bid index")
     }
 
     /// The id and outcome of each hit, from the fast fields (no stored document is read).
@@ -259,7 +280,7 @@ impl BidIndex {
                 let fast = searcher.segment_reader(addr.segment_ord).fast_fields();
                 let column = |name: &str| {
                     fast.str(name)
-                        .map_err(index_err("fast column"))?
+                        .map_err(index_err("bid index", "fast column"))?
                         .ok_or_else(|| Error::Internal(format!("bid index: no {name} column")))
                 };
                 slot.insert((column("id")?, column("outcome")?));
@@ -280,7 +301,9 @@ impl BidIndex {
 
     /// The stored bid record of a search hit.
     pub fn stored_bid(&self, searcher: &Searcher, addr: DocAddress) -> Result<Bid> {
-        let doc: TantivyDocument = searcher.doc(addr).map_err(index_err("read a document"))?;
+        let doc: TantivyDocument = searcher
+            .doc(addr)
+            .map_err(index_err("bid index", "read a document"))?;
         let json = doc
             .get_first(self.fields.doc)
             .and_then(|v| v.as_str())

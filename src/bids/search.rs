@@ -462,7 +462,7 @@ fn list_or_none(items: &[String]) -> String {
 const SNIPPET_BYTES: usize = 220;
 
 /// The window of `text` with the most matches, matches wrapped in `<b>…</b>`.
-fn snippet(text: &str, hits: &[analyzers::Term]) -> String {
+pub fn snippet(text: &str, hits: &[analyzers::Term]) -> String {
     let best = (0..hits.len())
         .max_by_key(|&i| {
             let end = hits[i].from + SNIPPET_BYTES;

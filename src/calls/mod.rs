@@ -13,7 +13,11 @@
 //! * [`records`] — persistence and rep/manager scoping.
 //! * [`pipeline`] — recording → Whisper → extraction; the `call.analyze` job.
 //! * [`eval`] — scores against the labelled development calls.
+//! * [`trackers`] — topic trackers from `trackers.toml` and where each fired.
+//! * [`analytics`] — talk metrics per call, and per rep and team over a date range.
+//! * [`search`] — the tantivy index of transcript segments and scoped search across calls.
 
+pub mod analytics;
 pub mod candidates;
 pub mod dates;
 pub mod eval;
@@ -22,7 +26,9 @@ pub mod grounding;
 pub mod pipeline;
 pub mod playbook;
 pub mod records;
+pub mod search;
 pub mod tasks;
+pub mod trackers;
 pub mod transcript;
 
 use std::time::Duration;

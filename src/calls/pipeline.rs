@@ -147,6 +147,7 @@ impl Analyzer {
         let ex = extract_from(&self.engines, &self.config, &transcript, &progress)?;
         let rules = crate::review::rules_source(&self.config)?.current();
         let tasks = rt.block_on(records::save_analysis(&self.db, &call, &ex, &rules))?;
+        rt.block_on(super::search::refresh(&self.db, &self.config, call_id));
         let webhook = self.notify(call_id, &tasks);
         Ok(serde_json::json!({
             "call_id": call_id,

@@ -105,6 +105,31 @@ pub async fn create(db: &Db, owner: &User, new: &NewCall) -> Result<Call> {
     get(db, &id).await
 }
 
+/// Creates a call owned by `owner` from an imported transcript (title, date, language and
+/// participants taken from it) and stores the transcript; the analysis is not queued.
+pub async fn import(db: &Db, owner: &User, t: &CallTranscript) -> Result<Call> {
+    let call = create(
+        db,
+        owner,
+        &NewCall {
+            title: if t.title.is_empty() {
+                "imported call".into()
+            } else {
+                t.title.clone()
+            },
+            call_date: t.call_date,
+            language: Some(t.language.clone()),
+            participants: t.participants.clone(),
+            blob_sha256: None,
+            source: "import",
+            channels: "mix".into(),
+        },
+    )
+    .await?;
+    save_transcript(db, &call.id, t, "import").await?;
+    Ok(call)
+}
+
 /// A call by id, whatever the scope (for jobs).
 pub async fn get(db: &Db, id: &str) -> Result<Call> {
     let row = sqlx::query(&format!("{SELECT} WHERE c.id = $1"))

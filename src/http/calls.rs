@@ -244,25 +244,7 @@ pub async fn import_transcript(
     body: String,
 ) -> Result<(StatusCode, Json<Accepted>)> {
     let t = CallTranscript::from_json(&body)?;
-    let call = records::create(
-        &state.db,
-        &user,
-        &NewCall {
-            title: if t.title.is_empty() {
-                "imported call".into()
-            } else {
-                t.title.clone()
-            },
-            call_date: t.call_date,
-            language: Some(t.language.clone()),
-            participants: t.participants.clone(),
-            blob_sha256: None,
-            source: "import",
-            channels: "mix".into(),
-        },
-    )
-    .await?;
-    records::save_transcript(&state.db, &call.id, &t, "import").await?;
+    let call = records::import(&state.db, &user, &t).await?;
     let call = queue_existing(&state, &user, &call).await?;
     Ok((
         StatusCode::ACCEPTED,

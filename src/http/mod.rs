@@ -4,6 +4,7 @@
 //! access-matrix test are all generated from that table.
 
 mod admin;
+mod analytics;
 mod auth;
 mod bids;
 mod calls;
@@ -181,6 +182,18 @@ pub fn routes() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             spec(M::POST, "/calls/{id}/tasks/{task}", CALLS),
             post(calls::update_task),
         ),
+        (
+            spec(M::GET, "/calls/{id}/analytics", CALLS),
+            get(analytics::call),
+        ),
+        (
+            spec(M::GET, "/analytics/calls", CALLS),
+            get(analytics::range),
+        ),
+        (
+            spec(M::POST, "/calls/search", CALLS),
+            post(analytics::search),
+        ),
     ]
 }
 
@@ -256,7 +269,10 @@ pub fn router(state: AppState) -> Router {
         calls::list_tasks,
         calls::tasks_csv,
         calls::tasks_ics,
-        calls::update_task
+        calls::update_task,
+        analytics::call,
+        analytics::range,
+        analytics::search
     ),
     modifiers(&BearerAuth)
 )]
