@@ -39,5 +39,6 @@ pub mod quotes;
 pub mod review;
 pub mod store;
 pub mod users;
+pub mod web;
 
 pub use error::{Error, Result};

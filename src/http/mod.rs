@@ -181,6 +181,10 @@ pub fn routes() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             spec(M::POST, "/calls/{id}/tasks/{task}", CALLS),
             post(calls::update_task),
         ),
+        (
+            spec(M::GET, "/calls/{id}/recording", CALLS),
+            get(calls::recording),
+        ),
     ]
 }
 
@@ -199,6 +203,8 @@ pub fn router(state: AppState) -> Router {
         ));
         router = router.route(spec.path, guarded);
     }
+    // The web app's pages share this router (and its layers).
+    router = router.merge(crate::web::router(&state));
     router
         .fallback(|| async { Error::NotFound("no such route; see /openapi.json".into()) })
         .method_not_allowed_fallback(|| async {
@@ -256,7 +262,8 @@ pub fn router(state: AppState) -> Router {
         calls::list_tasks,
         calls::tasks_csv,
         calls::tasks_ics,
-        calls::update_task
+        calls::update_task,
+        calls::recording
     ),
     modifiers(&BearerAuth)
 )]
