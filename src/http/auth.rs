@@ -1,8 +1,8 @@
 //! Who is calling: bearer-token authentication and the per-route role check.
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, Method};
 use axum::http::header::AUTHORIZATION;
+use axum::http::{HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::Response;
 

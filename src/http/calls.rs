@@ -416,7 +416,9 @@ pub async fn recording(
 ) -> Result<axum::response::Response> {
     let call = records::get_scoped(&state.db, &user, &id).await?;
     let sha = call.blob_sha256.ok_or_else(|| {
-        Error::NotFound(format!("call {id} has no recording (its transcript was imported)"))
+        Error::NotFound(format!(
+            "call {id} has no recording (its transcript was imported)"
+        ))
     })?;
     let path = state.blobs.path_of(&sha)?;
     let mut head = [0u8; 12];

@@ -61,7 +61,10 @@ pub async fn serve(Path(name): Path<String>, headers: HeaderMap) -> Response {
     };
     let etag = format!("\"{}\"", asset.hash);
     let cache = [
-        (CACHE_CONTROL, "public, max-age=31536000, immutable".to_string()),
+        (
+            CACHE_CONTROL,
+            "public, max-age=31536000, immutable".to_string(),
+        ),
         (ETAG, etag.clone()),
     ];
     if headers
@@ -70,10 +73,5 @@ pub async fn serve(Path(name): Path<String>, headers: HeaderMap) -> Response {
     {
         return (StatusCode::NOT_MODIFIED, cache).into_response();
     }
-    (
-        cache,
-        [(CONTENT_TYPE, asset.content_type)],
-        asset.bytes,
-    )
-        .into_response()
+    (cache, [(CONTENT_TYPE, asset.content_type)], asset.bytes).into_response()
 }

@@ -44,9 +44,10 @@ impl Lang {
             .get(ACCEPT_LANGUAGE)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        let first = accept.split(',').map(|l| l.trim().to_ascii_lowercase()).find(|l| {
-            l.starts_with("en") || l.starts_with("zh")
-        });
+        let first = accept
+            .split(',')
+            .map(|l| l.trim().to_ascii_lowercase())
+            .find(|l| l.starts_with("en") || l.starts_with("zh"));
         match first {
             Some(l) if l.starts_with("zh") => Lang::Zh,
             _ => Lang::En,

@@ -164,7 +164,9 @@ pub async fn guard(
     let session = match session::cookie(&parts.headers, session::SESSION_COOKIE) {
         Some(id) => match session::find(&state.db, &id).await {
             Ok(found) => found,
-            Err(e) => return pages::error_page(t, None, StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+            Err(e) => {
+                return pages::error_page(t, None, StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
+            }
         },
         None => None,
     };

@@ -120,10 +120,7 @@ pub struct NextQuery {
 }
 
 /// `GET /app/sign-in`.
-pub async fn sign_in_form(
-    Extension(p): Extension<Page>,
-    Query(q): Query<NextQuery>,
-) -> Response {
+pub async fn sign_in_form(Extension(p): Extension<Page>, Query(q): Query<NextQuery>) -> Response {
     if p.user.is_some() {
         return Redirect::to("/app").into_response();
     }
@@ -194,7 +191,10 @@ pub struct LangForm {
 }
 
 /// `POST /app/lang`: remembers the UI language in a cookie for a year.
-pub async fn set_lang(State(state): State<AppState>, Form(form): Form<LangForm>) -> Result<Response> {
+pub async fn set_lang(
+    State(state): State<AppState>,
+    Form(form): Form<LangForm>,
+) -> Result<Response> {
     let lang = Lang::parse(&form.lang)
         .ok_or_else(|| Error::InvalidInput(format!("unknown language {:?}", form.lang)))?;
     let code = if lang == Lang::Zh { "zh" } else { "en" };
@@ -262,8 +262,14 @@ struct Home {
 }
 
 /// `GET /app`: the home page of the user's role.
-pub async fn home(State(state): State<AppState>, Extension(p): Extension<Page>) -> Result<Response> {
-    let user = p.user.clone().ok_or_else(|| Error::Unauthenticated(String::new()))?;
+pub async fn home(
+    State(state): State<AppState>,
+    Extension(p): Extension<Page>,
+) -> Result<Response> {
+    let user = p
+        .user
+        .clone()
+        .ok_or_else(|| Error::Unauthenticated(String::new()))?;
     let mut calls = if p.may_call() {
         call_rows(&state, &p).await?
     } else {
@@ -301,7 +307,10 @@ struct Calls {
 }
 
 /// `GET /app/calls`: the user's calls and the upload box.
-pub async fn calls(State(state): State<AppState>, Extension(p): Extension<Page>) -> Result<Response> {
+pub async fn calls(
+    State(state): State<AppState>,
+    Extension(p): Extension<Page>,
+) -> Result<Response> {
     let calls = call_rows(&state, &p).await?;
     Ok(render(&Calls { p, calls }))
 }
@@ -395,7 +404,10 @@ pub async fn call(
     Extension(p): Extension<Page>,
     Path(id): Path<String>,
 ) -> Result<Response> {
-    let user = p.user.clone().ok_or_else(|| Error::Unauthenticated(String::new()))?;
+    let user = p
+        .user
+        .clone()
+        .ok_or_else(|| Error::Unauthenticated(String::new()))?;
     let call = records::get_scoped(&state.db, &user, &id).await?;
     let transcript = records::transcript(&state.db, &call).await?;
     let insights = records::insights(&state.db, &call.id).await?;
@@ -529,7 +541,10 @@ fn summary(output: &serde_json::Value) -> String {
     if text.is_empty() {
         let mut compact = output.to_string();
         if compact.len() > 200 {
-            let cut = (0..=200).rev().find(|i| compact.is_char_boundary(*i)).unwrap_or(0);
+            let cut = (0..=200)
+                .rev()
+                .find(|i| compact.is_char_boundary(*i))
+                .unwrap_or(0);
             compact.truncate(cut);
             compact.push('…');
         }
@@ -582,7 +597,10 @@ pub async fn reviews(
     Extension(p): Extension<Page>,
     Query(q): Query<QueueQuery>,
 ) -> Result<Response> {
-    let user = p.user.clone().ok_or_else(|| Error::Unauthenticated(String::new()))?;
+    let user = p
+        .user
+        .clone()
+        .ok_or_else(|| Error::Unauthenticated(String::new()))?;
     let nonempty = |v: &Option<String>| v.clone().filter(|s| !s.trim().is_empty());
     let kind = nonempty(&q.kind).map(|k| Kind::parse(&k)).transpose()?;
     let state_filter = q.state.clone().unwrap_or_else(|| "proposed".into());
@@ -637,7 +655,10 @@ pub async fn decide(
     Path(id): Path<String>,
     Form(form): Form<DecisionForm>,
 ) -> Result<Response> {
-    let user = p.user.clone().ok_or_else(|| Error::Unauthenticated(String::new()))?;
+    let user = p
+        .user
+        .clone()
+        .ok_or_else(|| Error::Unauthenticated(String::new()))?;
     let decision = match form.action.as_str() {
         "approve" => Decision::Approve { note: None },
         "reject" => Decision::Reject {
@@ -690,7 +711,10 @@ pub async fn audit(
     Extension(p): Extension<Page>,
     Query(q): Query<AuditQuery>,
 ) -> Result<Response> {
-    let user = p.user.clone().ok_or_else(|| Error::Unauthenticated(String::new()))?;
+    let user = p
+        .user
+        .clone()
+        .ok_or_else(|| Error::Unauthenticated(String::new()))?;
     let subject = q.subject.unwrap_or_default().trim().to_string();
     let events: Vec<Event> = if subject.is_empty() {
         Vec::new()
@@ -720,14 +744,13 @@ pub async fn audit(
                 .and_then(|r| r.as_str())
                 .unwrap_or_default()
                 .to_string(),
-            after: e.after.map(|a| summary(&a)).unwrap_or_default(),
+            after: e
+                .after
+                .map(|a| summary(a.get("output").unwrap_or(&a)))
+                .unwrap_or_default(),
         })
         .collect();
-    Ok(render(&Audit {
-        p,
-        subject,
-        events,
-    }))
+    Ok(render(&Audit { p, subject, events }))
 }
 
 #[cfg(test)]
