@@ -161,7 +161,7 @@ fn a_rep_uploads_and_reads_a_call_and_a_manager_overrides_a_commitment() {
         .unwrap()
         .to_string();
     let wav: PathBuf = dir.path().join("first-seconds.wav");
-    std::fs::write(&wav, wav_head(&Path::new(EVAL).join("en-02/call.wav"), 6)).unwrap();
+    std::fs::write(&wav, wav_head(&Path::new(EVAL).join("en-02/call.wav"), 20)).unwrap();
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
@@ -213,14 +213,22 @@ fn a_rep_uploads_and_reads_a_call_and_a_manager_overrides_a_commitment() {
             .await;
         assert_eq!(ranged, json!([206, "audio/wav"]));
         let lines = b.client.find_all(Locator::Css("#transcript li")).await.unwrap();
+        assert!(lines.len() >= 2, "20 s of a call give more than one line");
         let last = lines.last().unwrap();
         let start_ms: f64 = last.attr("data-start").await.unwrap().unwrap().parse().unwrap();
+        assert!(start_ms > 1000.0);
         last.click().await.unwrap();
         let at = b.js("return document.getElementById('player').currentTime;").await;
         assert!(
             (at.as_f64().unwrap() - start_ms / 1000.0).abs() < 0.6,
             "player at {at}, line starts at {start_ms} ms"
         );
+        // While it plays, the current line is marked.
+        let start = Instant::now();
+        while b.client.find(Locator::Css("#transcript li.current")).await.is_err() {
+            assert!(start.elapsed() < Duration::from_secs(10), "no current line while playing");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         b.shot("call-uploaded").await;
 
         // The imported call: highlighted commitment, its task, the ICS export.

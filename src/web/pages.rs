@@ -2,6 +2,8 @@
 //! API and renders one template. Errors are returned as [`Error`]s; [`super::guard`] turns
 //! them into the HTML error page.
 
+use std::collections::HashMap;
+
 use askama::Template;
 use axum::Extension;
 use axum::extract::{Form, Path, Query, State};
@@ -494,6 +496,7 @@ struct Item {
     /// The app page of the subject, when there is one.
     subject_link: String,
     region: String,
+    owner: String,
     created: String,
     state: String,
     state_label: String,
@@ -506,7 +509,7 @@ struct Item {
 }
 
 impl Item {
-    fn new(t: Tr, r: &Recommendation) -> Item {
+    fn new(t: Tr, r: &Recommendation, names: &HashMap<String, String>) -> Item {
         let subject = format!("{}:{}", r.subject_kind, r.subject_id);
         Item {
             id: r.id.clone(),
@@ -518,6 +521,11 @@ impl Item {
             },
             subject,
             region: r.region.clone(),
+            owner: r
+                .owner_id
+                .as_ref()
+                .and_then(|o| names.get(o).cloned())
+                .unwrap_or_default(),
             created: when(r.created_at),
             state: r.state.clone(),
             state_label: t.d("state", &r.state),
@@ -557,6 +565,7 @@ fn summary(output: &serde_json::Value) -> String {
 #[derive(Deserialize, Default)]
 pub struct QueueQuery {
     kind: Option<String>,
+    owner: Option<String>,
     region: Option<String>,
     state: Option<String>,
     decided: Option<String>,
@@ -586,6 +595,8 @@ struct Reviews {
     p: Page,
     items: Vec<Item>,
     kinds: Vec<Choice>,
+    /// The reps whose items the user may filter by: (id, name, selected).
+    owners: Vec<(String, String, bool)>,
     region: String,
     states: Vec<Choice>,
     decided: String,
@@ -608,13 +619,27 @@ pub async fn reviews(
         state: Some(state_filter.clone()).filter(|s| s != "all"),
         kind,
         region: nonempty(&q.region),
+        owner: nonempty(&q.owner),
         ..Filter::default()
     };
     review::triage(&state.db, &state.rules.current()).await?;
+    let people = crate::users::list(&state.db).await?;
+    let names = people
+        .iter()
+        .map(|u| (u.id.clone(), u.name.clone()))
+        .collect();
+    let owners = people
+        .into_iter()
+        .filter(|u| u.role == Role::Rep && (user.role == Role::Admin || u.region == user.region))
+        .map(|u| {
+            let selected = filter.owner.as_deref() == Some(u.id.as_str());
+            (u.id, u.name, selected)
+        })
+        .collect();
     let items = review::list(&state.db, &user, &filter)
         .await?
         .iter()
-        .map(|r| Item::new(p.t, r))
+        .map(|r| Item::new(p.t, r, &names))
         .collect();
     let t = p.t;
     Ok(render(&Reviews {
@@ -625,6 +650,7 @@ pub async fn reviews(
             &Kind::ALL.map(Kind::as_str),
             kind.map_or("", Kind::as_str),
         ),
+        owners,
         region: nonempty(&q.region).unwrap_or_default(),
         states: choices(
             t,
@@ -683,6 +709,15 @@ pub async fn decide(
     Ok(Redirect::to(&format!("{back}{sep}decided={}", encode(&id))).into_response())
 }
 
+/// User ids to names, to show people rather than ids.
+async fn user_names(state: &AppState) -> Result<HashMap<String, String>> {
+    Ok(crate::users::list(&state.db)
+        .await?
+        .into_iter()
+        .map(|u| (u.id, u.name))
+        .collect())
+}
+
 #[derive(Deserialize)]
 pub struct AuditQuery {
     subject: Option<String>,
@@ -721,11 +756,7 @@ pub async fn audit(
     } else {
         review::audit_scoped(&state.db, &user, Some(&subject), 500).await?
     };
-    let names: std::collections::HashMap<String, String> = crate::users::list(&state.db)
-        .await?
-        .into_iter()
-        .map(|u| (u.id, u.name))
-        .collect();
+    let names = user_names(&state).await?;
     let events = events
         .into_iter()
         .map(|e| EventRow {
