@@ -155,23 +155,30 @@
     $$("button.close-dialog").forEach((b) => b.addEventListener("click", () => b.closest("dialog").close()));
   }
 
-  // The calls list refreshes the status of calls still being processed.
+  // The calls list updates the status of calls still being processed, in place (no reload:
+  // the upload form above may be in use).
   function setupCallList() {
-    const busy = $$("#call-list tr[data-busy]");
-    if (!busy.length) return;
+    const table = $("#call-list");
+    if (!table || !$$("tr[data-busy]", table).length) return;
     const tick = async () => {
       try {
         const calls = await getJson("/calls");
-        if (calls.some((c) => busy.some((tr) => tr.dataset.call === c.id && !["queued", "running"].includes(c.status)))) {
-          window.location.reload();
-          return;
-        }
         calls.forEach((c) => {
-          const pct = $('#call-list tr[data-call="' + c.id + '"] .pct');
-          if (pct) pct.textContent = c.progress + "%";
+          const row = $('tr[data-call="' + c.id + '"][data-busy]', table);
+          if (!row) return;
+          const badge = $(".badge", row);
+          badge.className = "badge " + c.status;
+          badge.textContent = table.dataset["l" + c.status[0].toUpperCase() + c.status.slice(1)] || c.status;
+          const pct = $(".pct", row);
+          if (["queued", "running"].includes(c.status)) {
+            if (pct) pct.textContent = c.progress + "%";
+          } else {
+            if (pct) pct.remove();
+            delete row.dataset.busy;
+          }
         });
       } catch (_) { /* try again */ }
-      setTimeout(tick, 2000);
+      if ($$("tr[data-busy]", table).length) setTimeout(tick, 2000);
     };
     setTimeout(tick, 2000);
   }

@@ -89,7 +89,14 @@ impl Browser {
     }
 
     async fn text(&self, selector: &str) -> String {
-        self.css(selector).await.text().await.unwrap()
+        // A page that updates itself may replace the element between finding and reading it.
+        for _ in 0..10 {
+            if let Ok(text) = self.css(selector).await.text().await {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("{selector} kept changing under the test");
     }
 
     async fn path(&self) -> String {
@@ -160,6 +167,23 @@ fn a_rep_uploads_and_reads_a_call_and_a_manager_overrides_a_commitment() {
         .as_str()
         .unwrap()
         .to_string();
+    // Closed deals with prices, and a quote model fitted on them.
+    for i in 0..300u32 {
+        let discount = f64::from(i * 37 % 30) / 100.0;
+        let won = f64::from(i * 7919 % 100) / 100.0 < 0.25 + 1.5 * discount;
+        let (segment, product) = [("smb", "Argo"), ("enterprise", "Helix")][i as usize % 2];
+        let deal = json!({"segment": segment, "list_price": 20000.0 + f64::from(i % 7) * 1000.0,
+            "discount": discount, "outcome": if won { "won" } else { "lost" },
+            "features": {"product": product}});
+        assert_eq!(
+            server.post("/deals", &manager, deal).status(),
+            StatusCode::CREATED
+        );
+    }
+    assert_eq!(
+        server.post("/quotes/fit", &manager, json!({})).status(),
+        StatusCode::CREATED
+    );
     let wav: PathBuf = dir.path().join("first-seconds.wav");
     std::fs::write(&wav, wav_head(&Path::new(EVAL).join("en-02/call.wav"), 20)).unwrap();
 
@@ -255,6 +279,21 @@ fn a_rep_uploads_and_reads_a_call_and_a_manager_overrides_a_commitment() {
         b.shot("home-rep-zh").await;
         b.css("#lang-switch").await.click().await.unwrap();
         assert!(b.text("h1").await.contains("Welcome"));
+
+        // A quote: the curve, the recommended discount with its interval, the explanation.
+        b.client.goto(&format!("{url}/app/quote")).await.unwrap();
+        b.css("#list_price").await.send_keys("24000").await.unwrap();
+        b.css("#segment").await.send_keys("smb").await.unwrap();
+        b.css("#features").await.send_keys("product = Argo").await.unwrap();
+        b.css("#recommend").await.click().await.unwrap();
+        let discount = b.text("#recommended-discount").await;
+        assert!(discount.ends_with('%'), "{discount}");
+        let points = b.css("#curve polyline.win").await.attr("points").await.unwrap().unwrap();
+        assert!(points.split_whitespace().count() > 5, "{points}");
+        assert!(b.text("#quote-result").await.contains("95% interval"));
+        b.shot("quote").await;
+        b.js("document.getElementById('curve').scrollIntoView(); return 0;").await;
+        b.shot("quote-curve").await;
         b.sign_out().await;
 
         // The manager: the queue, an override with a reason, the audit trail.

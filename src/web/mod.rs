@@ -12,6 +12,7 @@
 mod assets;
 mod i18n;
 mod pages;
+mod quote;
 pub mod session;
 
 use axum::Router;
@@ -113,6 +114,8 @@ pub fn routes() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
         (spec(M::GET, "/app", ANY_ROLE), get(pages::home)),
         (spec(M::GET, "/app/calls", CALLS), get(pages::calls)),
         (spec(M::GET, "/app/calls/{id}", CALLS), get(pages::call)),
+        (spec(M::GET, "/app/quote", CALLS), get(quote::form)),
+        (spec(M::POST, "/app/quote", CALLS), post(quote::recommend)),
         (spec(M::GET, "/app/reviews", MANAGERS), get(pages::reviews)),
         (
             spec(M::POST, "/app/reviews/{id}", MANAGERS),
