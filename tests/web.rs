@@ -157,6 +157,9 @@ fn a_rep_uploads_and_reads_a_call_and_a_manager_overrides_a_commitment() {
     let dir = tempfile::tempdir().unwrap();
     let rep = add_user(dir.path(), "rita", "rep", "emea");
     let manager = add_user(dir.path(), "maria", "manager", "emea");
+    let bidder = add_user(dir.path(), "bo", "bid", "emea");
+    let corpus = concat!(env!("CARGO_MANIFEST_DIR"), "/corpus/bids");
+    run_ok(dealdesk(dir.path()).args(["bids", "import", corpus]));
     let server = Server::start(dealdesk(dir.path()));
     let url = server.url.clone();
 
@@ -328,6 +331,33 @@ fn a_rep_uploads_and_reads_a_call_and_a_manager_overrides_a_commitment() {
         assert!(trail.contains("agreed to Monday"), "{trail}");
         assert!(trail.contains("maria"), "{trail}");
         b.shot("audit").await;
+        b.sign_out().await;
+
+        // The bid team: a tender finds similar winning bids; a hit opens the bid.
+        b.sign_in(&url, &bidder).await;
+        b.client.goto(&format!("{url}/app/calls")).await.unwrap();
+        b.css(".error-page[data-status=\"403\"]").await;
+        b.client.goto(&format!("{url}/app/bids")).await.unwrap();
+        b.css("#t-title")
+            .await
+            .send_keys("Adult intensive care monitoring system")
+            .await
+            .unwrap();
+        b.css("#t-req")
+            .await
+            .send_keys("Bedside monitors for a 16-bed intensive care unit\nCentral station with alarm review\nInterface to the electronic patient record")
+            .await
+            .unwrap();
+        b.css("#find-bids").await.click().await.unwrap();
+        b.css("#hits li.hit .badge.won").await;
+        assert!(b.client.find(Locator::Css("#hits mark.match")).await.is_ok());
+        b.js("document.getElementById('hits').scrollIntoView(); return 0;").await;
+        b.shot("bids").await;
+        b.css("#hits li.hit a").await.click().await.unwrap();
+        assert!(b.path().await.starts_with("/app/bids/"));
+        b.css("#bid-outcome").await;
+        b.css("section.section").await;
+        b.shot("bid").await;
 
         // A form without the session's CSRF token, and an API call without the header: 403.
         let status = b

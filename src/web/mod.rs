@@ -10,6 +10,7 @@
 //! CSRF token of every form, and turns error answers into an HTML page in the user's language.
 
 mod assets;
+mod bids;
 mod i18n;
 mod pages;
 mod quote;
@@ -26,7 +27,7 @@ use axum::routing::{MethodRouter, get, post};
 
 pub use i18n::{Lang, Tr};
 
-use crate::http::{ANY_ROLE, Access, AppState, CALLS, MANAGERS, RouteSpec};
+use crate::http::{ANY_ROLE, Access, AppState, BID_TEAM, CALLS, MANAGERS, RouteSpec};
 use crate::users::{Role, User};
 
 /// What every page template gets: the strings, the signed-in user, the CSRF token of its
@@ -48,6 +49,10 @@ impl Page {
 
     pub fn may_call(&self) -> bool {
         self.can(&CALLS)
+    }
+
+    pub fn may_bid(&self) -> bool {
+        self.can(&BID_TEAM)
     }
 
     pub fn may_review(&self) -> bool {
@@ -116,6 +121,9 @@ pub fn routes() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
         (spec(M::GET, "/app/calls/{id}", CALLS), get(pages::call)),
         (spec(M::GET, "/app/quote", CALLS), get(quote::form)),
         (spec(M::POST, "/app/quote", CALLS), post(quote::recommend)),
+        (spec(M::GET, "/app/bids", BID_TEAM), get(bids::form)),
+        (spec(M::POST, "/app/bids", BID_TEAM), post(bids::search)),
+        (spec(M::GET, "/app/bids/{id}", BID_TEAM), get(bids::bid)),
         (spec(M::GET, "/app/reviews", MANAGERS), get(pages::reviews)),
         (
             spec(M::POST, "/app/reviews/{id}", MANAGERS),

@@ -317,10 +317,20 @@ pub async fn calls(
     Ok(render(&Calls { p, calls }))
 }
 
-/// A piece of a transcript line: plain, or a highlighted commitment or objection quote.
-struct Part {
-    text: String,
-    mark: &'static str,
+/// A piece of text: plain (`mark` empty), or highlighted with the class `mark` (a commitment
+/// or objection quote, a search match).
+pub struct Part {
+    pub text: String,
+    pub mark: &'static str,
+}
+
+impl Part {
+    pub fn new(text: &str, mark: &'static str) -> Part {
+        Part {
+            text: text.to_string(),
+            mark,
+        }
+    }
 }
 
 /// A transcript line.
@@ -348,22 +358,13 @@ fn highlight(text: &str, quotes: &[(&str, &'static str)]) -> Vec<Part> {
             continue;
         }
         if start > at {
-            parts.push(Part {
-                text: text[at..start].to_string(),
-                mark: "",
-            });
+            parts.push(Part::new(&text[at..start], ""));
         }
-        parts.push(Part {
-            text: text[start..end].to_string(),
-            mark,
-        });
+        parts.push(Part::new(&text[start..end], mark));
         at = end;
     }
     if at < text.len() || parts.is_empty() {
-        parts.push(Part {
-            text: text[at..].to_string(),
-            mark: "",
-        });
+        parts.push(Part::new(&text[at..], ""));
     }
     parts
 }
