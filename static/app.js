@@ -76,16 +76,18 @@
     });
   }
 
-  // Live progress of a call being processed: poll GET /calls/{id}, reload when done.
+  // Live progress of a call or job being processed: poll its JSON (GET /calls/{id} or
+  // /jobs/{id}), reload when done.
   function setupProgress() {
     const card = $("#progress-card");
     if (!card) return;
-    const id = card.dataset.call;
+    const source = card.dataset.poll;
     const bar = $("#job-progress");
     const status = $("#job-status");
     const tick = async () => {
       try {
-        const call = await getJson("/calls/" + encodeURIComponent(id));
+        const call = await getJson(source);
+        call.status = call.status || call.state;
         bar.value = call.progress;
         const label = $("#call-status");
         if (call.status === "done") {

@@ -353,6 +353,33 @@ fn a_rep_uploads_and_reads_a_call_and_a_manager_overrides_a_commitment() {
         assert!(b.client.find(Locator::Css("#hits mark.match")).await.is_ok());
         b.js("document.getElementById('hits').scrollIntoView(); return 0;").await;
         b.shot("bids").await;
+        // A cited draft: progress, then sections whose citations open the cited bid section.
+        b.css("#draft-button").await.click().await.unwrap();
+        assert!(b.path().await.starts_with("/app/drafts/"));
+        b.client
+            .wait()
+            .at_most(Duration::from_secs(600))
+            .for_element(Locator::Css("#draft a.cite"))
+            .await
+            .expect("the draft appears");
+        let md = b
+            .js("return fetch(document.getElementById('export-md').href).then(r => r.text());")
+            .await;
+        assert!(md.as_str().unwrap().contains("§"), "{md}");
+        b.shot("draft").await;
+        let cite = b.css("#draft a.cite").await;
+        let href = cite.attr("href").await.unwrap().unwrap();
+        let section = href.split('#').nth(1).unwrap().to_string();
+        cite.click().await.unwrap();
+        b.css(&format!("section#{section}")).await;
+        assert!(b.path().await.starts_with("/app/bids/"));
+        b.client.goto(&format!("{url}/app/bids")).await.unwrap();
+        b.css("#t-title")
+            .await
+            .send_keys("Adult intensive care monitoring system")
+            .await
+            .unwrap();
+        b.css("#find-bids").await.click().await.unwrap();
         b.css("#hits li.hit a").await.click().await.unwrap();
         assert!(b.path().await.starts_with("/app/bids/"));
         b.css("#bid-outcome").await;

@@ -6,16 +6,19 @@
 use askama::Template;
 use axum::Extension;
 use axum::extract::{Form, Path, State};
-use axum::response::Response;
+use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
+use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::pages::Part;
 use super::{Page, render};
+use crate::bids::draft::{self, Draft};
 use crate::bids::factors::{self, Factors};
 use crate::bids::search::Requirements;
 use crate::bids::{Filters, Hit, SearchRequest, StoredBid, Tender};
 use crate::error::{Error, Result};
 use crate::http::AppState;
+use crate::jobs::Job;
 
 #[derive(Deserialize, Default)]
 pub struct TenderForm {
@@ -181,6 +184,107 @@ pub async fn bid(
     }))
 }
 
+/// `POST /app/drafts`: queues a cited response draft for the tender (the same job as
+/// `POST /bids/draft`) and opens its page.
+pub async fn start_draft(
+    State(state): State<AppState>,
+    Extension(p): Extension<Page>,
+    Form(form): Form<TenderForm>,
+) -> Result<Response> {
+    let user = p
+        .user
+        .clone()
+        .ok_or_else(|| Error::Unauthenticated(String::new()))?;
+    let job = draft::enqueue(&state.jobs, &user, form.tender()?).await?;
+    Ok(Redirect::to(&format!("/app/drafts/{}", job.id)).into_response())
+}
+
+/// A citation `[bid §section]` as the link to that section of the bid's page.
+fn citation_link(citation: &str) -> String {
+    let inner = citation
+        .trim()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    match inner.split_once(" §") {
+        Some((bid, section)) => format!("/app/bids/{}#{}", bid.trim(), section.trim()),
+        None => format!("/app/bids/{}", inner.trim()),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "draft.html")]
+struct DraftPage {
+    p: Page,
+    job: Job,
+    status_label: String,
+    draft: Option<Draft>,
+}
+
+impl DraftPage {
+    fn busy(&self) -> bool {
+        matches!(self.job.state.as_str(), "queued" | "running")
+    }
+
+    fn link(&self, citation: &str) -> String {
+        citation_link(citation)
+    }
+}
+
+async fn draft_job(state: &AppState, p: &Page, id: &str) -> Result<Job> {
+    let user = p
+        .user
+        .clone()
+        .ok_or_else(|| Error::Unauthenticated(String::new()))?;
+    let job = state.jobs.get_for(id, &user).await?;
+    if job.kind != draft::DRAFT_JOB {
+        return Err(Error::NotFound(format!("no draft {id}")));
+    }
+    Ok(job)
+}
+
+fn draft_of(job: &Job) -> Result<Option<Draft>> {
+    job.result
+        .clone()
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|e| Error::Internal(format!("draft {} is not readable: {e}", job.id)))
+}
+
+/// `GET /app/drafts/{id}`: the draft's progress, then its sections with clickable citations.
+pub async fn draft_page(
+    State(state): State<AppState>,
+    Extension(p): Extension<Page>,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    let job = draft_job(&state, &p, &id).await?;
+    let draft = draft_of(&job)?;
+    Ok(render(&DraftPage {
+        status_label: p.t.d("status", &job.state),
+        p,
+        job,
+        draft,
+    }))
+}
+
+/// `GET /app/drafts/{id}/draft.md`: the draft as Markdown.
+pub async fn draft_markdown(
+    State(state): State<AppState>,
+    Extension(p): Extension<Page>,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    let job = draft_job(&state, &p, &id).await?;
+    let draft = draft_of(&job)?
+        .ok_or_else(|| Error::Conflict(format!("draft {id} is not finished yet")))?;
+    Ok((
+        [
+            (CONTENT_TYPE, "text/markdown; charset=utf-8"),
+            (CONTENT_DISPOSITION, "attachment; filename=\"draft.md\""),
+        ],
+        draft::markdown(&draft),
+    )
+        .into_response())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,6 +303,15 @@ mod tests {
                 (".", "")
             ]
         );
+    }
+
+    #[test]
+    fn citations_link_to_the_cited_section() {
+        assert_eq!(
+            citation_link("[SB-101 §technical_approach]"),
+            "/app/bids/SB-101#technical_approach"
+        );
+        assert_eq!(citation_link("[SB-7]"), "/app/bids/SB-7");
     }
 
     #[test]

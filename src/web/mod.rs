@@ -124,6 +124,18 @@ pub fn routes() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
         (spec(M::GET, "/app/bids", BID_TEAM), get(bids::form)),
         (spec(M::POST, "/app/bids", BID_TEAM), post(bids::search)),
         (spec(M::GET, "/app/bids/{id}", BID_TEAM), get(bids::bid)),
+        (
+            spec(M::POST, "/app/drafts", BID_TEAM),
+            post(bids::start_draft),
+        ),
+        (
+            spec(M::GET, "/app/drafts/{id}", BID_TEAM),
+            get(bids::draft_page),
+        ),
+        (
+            spec(M::GET, "/app/drafts/{id}/draft.md", BID_TEAM),
+            get(bids::draft_markdown),
+        ),
         (spec(M::GET, "/app/reviews", MANAGERS), get(pages::reviews)),
         (
             spec(M::POST, "/app/reviews/{id}", MANAGERS),
