@@ -13,6 +13,10 @@
     return body;
   }
 
+  // A status in the page's language, from the element's data-l-<status> attributes.
+  const statusLabel = (el, status) =>
+    el.dataset["l" + status[0].toUpperCase() + status.slice(1)] || status;
+
   // Upload with drag and drop and a progress bar (XHR: fetch has no upload progress).
   function setupUpload() {
     const form = $("#upload-form");
@@ -101,8 +105,9 @@
           label.className = "badge failed";
           return;
         }
-        status.textContent = label.textContent.trim() + " · " + call.progress + "%";
+        label.textContent = statusLabel(card, call.status);
         label.className = "badge " + call.status;
+        status.textContent = label.textContent + " · " + call.progress + "%";
         card.dataset.state = call.status;
       } catch (e) {
         status.textContent = e.message;
@@ -170,7 +175,7 @@
           if (!row) return;
           const badge = $(".badge", row);
           badge.className = "badge " + c.status;
-          badge.textContent = table.dataset["l" + c.status[0].toUpperCase() + c.status.slice(1)] || c.status;
+          badge.textContent = statusLabel(table, c.status);
           const pct = $(".pct", row);
           if (["queued", "running"].includes(c.status)) {
             if (pct) pct.textContent = c.progress + "%";
