@@ -276,11 +276,13 @@ fn a_rep_uploads_and_reads_a_call_and_a_manager_overrides_a_commitment() {
 
         // 简体中文, remembered across pages; then back.
         b.css("#lang-switch").await.click().await.unwrap();
+        b.css("html[lang=\"zh-CN\"]").await;
         assert!(b.text("main h2").await.contains("转写"));
         b.client.goto(&format!("{url}/app")).await.unwrap();
         assert!(b.text("h1").await.contains("欢迎"));
         b.shot("home-rep-zh").await;
         b.css("#lang-switch").await.click().await.unwrap();
+        b.css("html[lang=\"en\"]").await;
         assert!(b.text("h1").await.contains("Welcome"));
 
         // A quote: the curve, the recommended discount with its interval, the explanation.
@@ -355,6 +357,7 @@ fn a_rep_uploads_and_reads_a_call_and_a_manager_overrides_a_commitment() {
         b.shot("bids").await;
         // A cited draft: progress, then sections whose citations open the cited bid section.
         b.css("#draft-button").await.click().await.unwrap();
+        b.css("#progress-card, #draft").await;
         assert!(b.path().await.starts_with("/app/drafts/"));
         b.client
             .wait()
@@ -381,8 +384,8 @@ fn a_rep_uploads_and_reads_a_call_and_a_manager_overrides_a_commitment() {
             .unwrap();
         b.css("#find-bids").await.click().await.unwrap();
         b.css("#hits li.hit a").await.click().await.unwrap();
-        assert!(b.path().await.starts_with("/app/bids/"));
         b.css("#bid-outcome").await;
+        assert!(b.path().await.starts_with("/app/bids/"));
         b.css("section.section").await;
         b.shot("bid").await;
 
