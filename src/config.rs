@@ -31,6 +31,7 @@ pub struct Config {
     pub review: ReviewConfig,
     pub quotes: QuotesConfig,
     pub calls: CallsConfig,
+    pub web: WebConfig,
 }
 
 /// `[server]`: the HTTP API.
@@ -179,6 +180,26 @@ impl CallsConfig {
             data.dir.join("playbook")
         } else {
             self.playbook_dir.clone()
+        }
+    }
+}
+
+/// `[web]`: the browser app's sessions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebConfig {
+    /// Hours a sign-in lasts.
+    pub session_hours: u64,
+    /// Mark cookies `Secure` (sent over HTTPS only); turn on when served over HTTPS, e.g.
+    /// behind a TLS-terminating proxy.
+    pub secure_cookies: bool,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            session_hours: 12,
+            secure_cookies: false,
         }
     }
 }

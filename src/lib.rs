@@ -12,8 +12,8 @@
 //!   [`jobs`] (a durable job queue with leases, worked by a bounded pool of blocking threads),
 //!   [`users`] (roles, regions and hashed API tokens), [`engines`] (the Whisper and LLM
 //!   models, each loaded once per process on first use and shared), [`models`] (the pinned model manifest:
-//!   fetch from package registries, convert, verify), [`http`] (axum API, the only place that
-//!   knows about HTTP) and [`cli`].
+//!   fetch from package registries, convert, verify), [`http`] (axum API) and [`web`] (the
+//!   browser pages on the same router) — the only places that know about HTTP — and [`cli`].
 //! * capabilities — added module by module (`asr`, `llm`, `calls`, `bids`, `quotes`,
 //!   `review`); each depends on infrastructure, never on [`http`].
 //!
@@ -39,5 +39,6 @@ pub mod quotes;
 pub mod review;
 pub mod store;
 pub mod users;
+pub mod web;
 
 pub use error::{Error, Result};

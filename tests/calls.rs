@@ -48,29 +48,6 @@ fn crm() -> (String, mpsc::Receiver<Value>) {
     (url, rx)
 }
 
-/// The first `secs` seconds of a 16-bit mono WAV, as a new WAV file.
-fn wav_head(path: &Path, secs: u32) -> Vec<u8> {
-    let bytes = std::fs::read(path).unwrap();
-    let data = bytes.windows(4).position(|w| w == b"data").unwrap() + 8;
-    let n = (16_000 * 2 * secs) as usize;
-    let pcm = &bytes[data..data + n];
-    let mut out = Vec::new();
-    out.extend_from_slice(b"RIFF");
-    out.extend_from_slice(&(36 + n as u32).to_le_bytes());
-    out.extend_from_slice(b"WAVEfmt ");
-    out.extend_from_slice(&16u32.to_le_bytes());
-    out.extend_from_slice(&1u16.to_le_bytes());
-    out.extend_from_slice(&1u16.to_le_bytes());
-    out.extend_from_slice(&16_000u32.to_le_bytes());
-    out.extend_from_slice(&32_000u32.to_le_bytes());
-    out.extend_from_slice(&2u16.to_le_bytes());
-    out.extend_from_slice(&16u16.to_le_bytes());
-    out.extend_from_slice(b"data");
-    out.extend_from_slice(&(n as u32).to_le_bytes());
-    out.extend_from_slice(pcm);
-    out
-}
-
 struct Api {
     url: String,
     http: reqwest::blocking::Client,

@@ -331,6 +331,23 @@ pub fn check(
 /// Job kind: write a draft (`POST /bids/draft`).
 pub const DRAFT_JOB: &str = "bids.draft";
 
+/// Queues the drafting of a response to `tender` for `user` (their region and ownership); the
+/// job's result is the [`Draft`].
+pub async fn enqueue(
+    jobs: &crate::jobs::JobQueue,
+    user: &crate::users::User,
+    tender: Tender,
+) -> Result<crate::jobs::Job> {
+    tender.validate()?;
+    let job = DraftJob {
+        tender,
+        region: user.region.clone(),
+        owner_id: Some(user.id.clone()),
+    };
+    let payload = serde_json::to_value(&job).expect("a draft job serializes");
+    jobs.enqueue(DRAFT_JOB, &payload, Some(&user.id)).await
+}
+
 /// What a draft job carries.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DraftJob {

@@ -93,6 +93,21 @@ pub async fn list<'c, E: Executor<'c, Database = Any>>(
     .await?)
 }
 
+/// The open tasks on the calls `owner_id` uploaded, soonest due first (undated last).
+pub async fn open_for_owner<'c, E: Executor<'c, Database = Any>>(
+    executor: E,
+    owner_id: &str,
+) -> Result<Vec<Task>> {
+    Ok(sqlx::query_as::<_, Task>(
+        "SELECT t.* FROM tasks t JOIN calls c ON c.id = t.call_id \
+         WHERE c.owner_id = $1 AND t.status = 'open' \
+         ORDER BY COALESCE(t.due_date, '9999'), t.created_at",
+    )
+    .bind(owner_id)
+    .fetch_all(executor)
+    .await?)
+}
+
 /// Marks a task open or done.
 pub async fn set_status<'c, E: Executor<'c, Database = Any>>(
     executor: E,

@@ -2,12 +2,14 @@
 
 use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
+use axum::http::{HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::Response;
 
 use super::AppState;
 use crate::error::{Error, Result};
 use crate::users::{Role, User};
+use crate::web::session;
 
 /// Who may call a route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,8 +52,11 @@ pub async fn require(
     next: Next,
 ) -> Result<Response> {
     if let Access::Roles(_) = access {
-        let token = bearer_token(&request)?;
-        let user = crate::users::authenticate(&state.db, &token).await?;
+        let (headers, method) = (request.headers().clone(), request.method().clone());
+        let user = match session_user(&state, &headers, &method).await? {
+            Some(user) => user,
+            None => crate::users::authenticate(&state.db, &bearer_token(&request)?).await?,
+        };
         if !access.allows(user.role) {
             return Err(Error::Forbidden(format!(
                 "the {} role may not call {} {}",
@@ -63,6 +68,35 @@ pub async fn require(
         request.extensions_mut().insert(Caller(user));
     }
     Ok(next.run(request).await)
+}
+
+/// The web app's signed-in user, when the request has no bearer token but a session cookie.
+/// Requests that change something must carry the session's CSRF token in `X-CSRF-Token`.
+async fn session_user(
+    state: &AppState,
+    headers: &HeaderMap,
+    method: &Method,
+) -> Result<Option<User>> {
+    if headers.contains_key(AUTHORIZATION) {
+        return Ok(None);
+    }
+    let Some(id) = session::cookie(headers, session::SESSION_COOKIE) else {
+        return Ok(None);
+    };
+    let session = session::find(&state.db, &id).await?.ok_or_else(|| {
+        Error::Unauthenticated("your session has expired: sign in again at /app/sign-in".into())
+    })?;
+    let safe = matches!(*method, Method::GET | Method::HEAD);
+    let given = headers
+        .get(session::CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !safe && !session::csrf_matches(&session.csrf, given) {
+        return Err(Error::Forbidden(
+            "missing or wrong X-CSRF-Token header: reload the page and try again".into(),
+        ));
+    }
+    Ok(Some(session.user))
 }
 
 /// The token of `Authorization: Bearer <token>`. (Owned: a request body is not `Sync`, so

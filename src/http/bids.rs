@@ -7,7 +7,6 @@ use serde::Deserialize;
 
 use super::{AppState, Caller, ErrorBody, Json};
 use crate::bids::Tender;
-use crate::bids::draft::{DRAFT_JOB, DraftJob};
 use crate::bids::factors::Factors;
 use crate::bids::{Bid, Outcome, SearchRequest, SearchResponse, StoredBid};
 use crate::error::Result;
@@ -86,17 +85,7 @@ pub async fn draft(
     Extension(Caller(user)): Extension<Caller>,
     Json(tender): Json<Tender>,
 ) -> Result<(StatusCode, Json<Job>)> {
-    tender.validate()?;
-    let job = DraftJob {
-        tender,
-        region: user.region.clone(),
-        owner_id: Some(user.id.clone()),
-    };
-    let payload = serde_json::to_value(&job).expect("a draft job serializes");
-    let job = state
-        .jobs
-        .enqueue(DRAFT_JOB, &payload, Some(&user.id))
-        .await?;
+    let job = crate::bids::draft::enqueue(&state.jobs, &user, tender).await?;
     Ok((StatusCode::ACCEPTED, Json(job)))
 }
 

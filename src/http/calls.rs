@@ -372,3 +372,56 @@ pub async fn update_task(
     tasks::set_status(state.db.pool(), &call.id, &task, &update.status).await?;
     Ok(Json(tasks::list(state.db.pool(), &call.id).await?))
 }
+
+/// The MIME type of a recording, from its first bytes (browsers need it to play the file).
+fn audio_type(head: &[u8]) -> &'static str {
+    match head {
+        [b'R', b'I', b'F', b'F', ..] => "audio/wav",
+        [b'f', b'L', b'a', b'C', ..] => "audio/flac",
+        [b'O', b'g', b'g', b'S', ..] => "audio/ogg",
+        [b'I', b'D', b'3', ..] | [0xFF, 0xE0..=0xFF, ..] => "audio/mpeg",
+        [_, _, _, _, b'f', b't', b'y', b'p', ..] => "audio/mp4",
+        _ => "application/octet-stream",
+    }
+}
+
+/// The call's recording, with HTTP range requests (so a player can seek).
+#[utoipa::path(get, path = "/calls/{id}/recording", tag = "calls", security(("token" = [])),
+    params(("id" = String, Path, description = "Call id")),
+    responses((status = 200, content_type = "audio/*", body = Vec<u8>), (status = 206, description = "a byte range"),
+        (status = 404, body = ErrorBody)))]
+pub async fn recording(
+    State(state): State<AppState>,
+    Extension(Caller(user)): Extension<Caller>,
+    Path(id): Path<String>,
+    request: axum::extract::Request,
+) -> Result<axum::response::Response> {
+    let call = records::get_scoped(&state.db, &user, &id).await?;
+    let sha = call.blob_sha256.ok_or_else(|| {
+        Error::NotFound(format!(
+            "call {id} has no recording (its transcript was imported)"
+        ))
+    })?;
+    let path = state.blobs.path_of(&sha)?;
+    let mut head = [0u8; 12];
+    let mut file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|e| Error::io("opening the recording", &path, e))?;
+    let n = tokio::io::AsyncReadExt::read(&mut file, &mut head)
+        .await
+        .map_err(|e| Error::io("reading the recording", &path, e))?;
+    let mut response = tower_http::services::ServeFile::new(&path)
+        .try_call(request)
+        .await
+        .map_err(|e| Error::io("serving the recording", &path, e))?
+        .map(axum::body::Body::new);
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(audio_type(&head[..n])),
+    );
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("private, max-age=3600"),
+    );
+    Ok(response)
+}

@@ -194,6 +194,10 @@ pub fn routes() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             spec(M::POST, "/calls/search", CALLS),
             post(analytics::search),
         ),
+        (
+            spec(M::GET, "/calls/{id}/recording", CALLS),
+            get(calls::recording),
+        ),
     ]
 }
 
@@ -212,6 +216,8 @@ pub fn router(state: AppState) -> Router {
         ));
         router = router.route(spec.path, guarded);
     }
+    // The web app's pages share this router (and its layers).
+    router = router.merge(crate::web::router(&state));
     router
         .fallback(|| async { Error::NotFound("no such route; see /openapi.json".into()) })
         .method_not_allowed_fallback(|| async {
@@ -272,7 +278,8 @@ pub fn router(state: AppState) -> Router {
         calls::update_task,
         analytics::call,
         analytics::range,
-        analytics::search
+        analytics::search,
+        calls::recording
     ),
     modifiers(&BearerAuth)
 )]

@@ -17,10 +17,7 @@ use crate::users::{Role, User};
 pub const SELLERS: Access = Access::Roles(&[Role::Rep, Role::Manager, Role::Admin]);
 
 fn actor(user: &User) -> Actor<'_> {
-    Actor {
-        user_id: Some(&user.id),
-        scope: (user.role != Role::Admin).then_some(user.region.as_str()),
-    }
+    Actor::of(user)
 }
 
 /// Records a deal: open, or closed with its outcome (a closed one may trigger a refit).

@@ -5,7 +5,7 @@ use axum::extract::{Path, Query, State};
 use serde::{Deserialize, Serialize};
 
 use super::{AppState, Caller, ErrorBody, Json};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::review::audit::{self, Event, Verification};
 use crate::review::breaker::{self, Tripped};
 use crate::review::metrics::{self, AiMetrics};
@@ -86,19 +86,14 @@ pub async fn audit_events(
     Extension(Caller(user)): Extension<Caller>,
     Query(query): Query<AuditQuery>,
 ) -> Result<Json<Vec<Event>>> {
-    let limit = query.limit.unwrap_or(200).clamp(1, 5000);
-    if user.role != Role::Admin {
-        let subject = query.subject.as_deref().ok_or_else(|| {
-            Error::InvalidInput("give ?subject=KIND:ID or a recommendation id".into())
-        })?;
-        if !review::subject_in_region(&state.db, subject, &user.region).await? {
-            return Err(Error::NotFound(format!(
-                "no audit events for {subject:?} in your region"
-            )));
-        }
-    }
     Ok(Json(
-        audit::list(&state.db, query.subject.as_deref(), limit).await?,
+        review::audit_scoped(
+            &state.db,
+            &user,
+            query.subject.as_deref(),
+            query.limit.unwrap_or(200),
+        )
+        .await?,
     ))
 }
 

@@ -7,11 +7,11 @@ use serde::Serialize;
 use utoipa::OpenApi;
 
 use super::{ApiDoc, AppState, Caller, ErrorBody, Json};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::jobs::Job;
 use crate::models::ModelStatus;
 use crate::review::breaker::{self, Tripped};
-use crate::users::{Role, User};
+use crate::users::User;
 
 /// Liveness.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -99,11 +99,5 @@ pub async fn job(
     Extension(Caller(user)): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<Job>> {
-    let job = state.jobs.get(&id).await?;
-    let visible = matches!(user.role, Role::Manager | Role::Admin)
-        || job.created_by.as_deref() == Some(user.id.as_str());
-    if !visible {
-        return Err(Error::NotFound(format!("no job {id}")));
-    }
-    Ok(Json(job))
+    Ok(Json(state.jobs.get_for(&id, &user).await?))
 }

@@ -175,6 +175,20 @@ impl JobQueue {
         })
     }
 
+    /// The job if `user` may see it: their own, or any for managers and admins.
+    pub async fn get_for(&self, id: &str, user: &crate::users::User) -> Result<Job> {
+        let job = self.get(id).await?;
+        let visible = matches!(
+            user.role,
+            crate::users::Role::Manager | crate::users::Role::Admin
+        ) || job.created_by.as_deref() == Some(user.id.as_str());
+        if visible {
+            Ok(job)
+        } else {
+            Err(Error::NotFound(format!("no job {id}")))
+        }
+    }
+
     /// The job with this id.
     pub async fn get(&self, id: &str) -> Result<Job> {
         let row = sqlx::query("SELECT * FROM jobs WHERE id = $1")

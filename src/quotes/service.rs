@@ -27,7 +27,15 @@ pub struct Actor<'a> {
     pub scope: Option<&'a str>,
 }
 
-impl Actor<'_> {
+impl<'a> Actor<'a> {
+    /// A signed-in user: admins act on every region, everyone else on their own.
+    pub fn of(user: &'a crate::users::User) -> Actor<'a> {
+        Actor {
+            user_id: Some(&user.id),
+            scope: (user.role != crate::users::Role::Admin).then_some(user.region.as_str()),
+        }
+    }
+
     /// The operator at the command line.
     pub const OPERATOR: Actor<'static> = Actor {
         user_id: None,

@@ -33,6 +33,7 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::store::{Db, new_id, now_ms};
+use crate::users::{Role, User};
 
 pub use queue::{Decision, Filter, Recommendation, TriageReport, decide, get, list, triage};
 pub use rules::{Route, Rules, RulesSource};
@@ -121,6 +122,27 @@ pub async fn subject_in_region(db: &Db, subject: &str, region: &str) -> Result<b
     .fetch_optional(db.pool())
     .await?;
     Ok(found.is_some())
+}
+
+/// The audit events `user` may read: an admin any subject's (or the latest events without
+/// one), a manager those of a subject with a recommendation in their region.
+pub async fn audit_scoped(
+    db: &Db,
+    user: &User,
+    subject: Option<&str>,
+    limit: i64,
+) -> Result<Vec<audit::Event>> {
+    if user.role != Role::Admin {
+        let subject = subject.ok_or_else(|| {
+            Error::InvalidInput("give ?subject=KIND:ID or a recommendation id".into())
+        })?;
+        if user.role != Role::Manager || !subject_in_region(db, subject, &user.region).await? {
+            return Err(Error::NotFound(format!(
+                "no audit events for {subject:?} in your region"
+            )));
+        }
+    }
+    audit::list(db, subject, limit.clamp(1, 5000)).await
 }
 
 /// What kind of output a recommendation carries.

@@ -1,0 +1,200 @@
+// dealdesk web app: small progressive enhancements over server-rendered pages.
+// The scripts call the JSON API with the session cookie and the page's CSRF token.
+"use strict";
+(function () {
+  const csrf = document.querySelector('meta[name="csrf-token"]')?.content || "";
+  const $ = (sel, root) => (root || document).querySelector(sel);
+  const $$ = (sel, root) => Array.from((root || document).querySelectorAll(sel));
+
+  async function getJson(url) {
+    const r = await fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
+    const body = await r.json().catch(() => ({}));
+    if (!r.ok) throw new Error(body.message || r.statusText);
+    return body;
+  }
+
+  // A status in the page's language, from the element's data-l-<status> attributes.
+  const statusLabel = (el, status) =>
+    el.dataset["l" + status[0].toUpperCase() + status.slice(1)] || status;
+
+  // Upload with drag and drop and a progress bar (XHR: fetch has no upload progress).
+  function setupUpload() {
+    const form = $("#upload-form");
+    if (!form) return;
+    const box = $("#upload");
+    const input = $("#file");
+    const drop = $("#drop");
+    const name = $("#file-name");
+    const bar = $("#upload-progress");
+    const status = $("#upload-status");
+    const show = () => { name.textContent = input.files[0] ? input.files[0].name : ""; };
+    input.addEventListener("change", show);
+    ["dragenter", "dragover"].forEach((e) => drop.addEventListener(e, (ev) => {
+      ev.preventDefault(); drop.classList.add("over");
+    }));
+    ["dragleave", "drop"].forEach((e) => drop.addEventListener(e, (ev) => {
+      ev.preventDefault(); drop.classList.remove("over");
+    }));
+    drop.addEventListener("drop", (ev) => {
+      if (ev.dataTransfer.files.length) { input.files = ev.dataTransfer.files; show(); }
+    });
+    form.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      const file = input.files[0];
+      if (!file) { status.textContent = box.dataset.msgPick; return; }
+      const data = new FormData();
+      const title = $("#title").value.trim();
+      if (title) data.append("title", title);
+      const date = $("#call_date").value;
+      if (date) data.append("call_date", date);
+      data.append("language", $("#language").value);
+      data.append("file", file, file.name);
+      const xhr = new XMLHttpRequest();
+      xhr.open("POST", "/calls");
+      xhr.setRequestHeader("X-CSRF-Token", csrf);
+      xhr.setRequestHeader("Accept", "application/json");
+      bar.hidden = false; bar.value = 0;
+      status.textContent = box.dataset.msgUploading;
+      $("#upload-button").disabled = true;
+      xhr.upload.onprogress = (e) => {
+        if (e.lengthComputable) bar.value = Math.round((100 * e.loaded) / e.total);
+      };
+      xhr.onload = () => {
+        let body = {};
+        try { body = JSON.parse(xhr.responseText); } catch (_) { /* not JSON */ }
+        if (xhr.status === 200 || xhr.status === 202) {
+          bar.value = 100;
+          window.location.href = "/app/calls/" + body.call.id;
+        } else {
+          status.textContent = box.dataset.msgFailed + ": " + (body.message || xhr.statusText);
+          status.classList.add("error");
+          $("#upload-button").disabled = false;
+        }
+      };
+      xhr.onerror = () => {
+        status.textContent = box.dataset.msgFailed;
+        status.classList.add("error");
+        $("#upload-button").disabled = false;
+      };
+      xhr.send(data);
+    });
+  }
+
+  // Live progress of a call or job being processed: poll its JSON (GET /calls/{id} or
+  // /jobs/{id}), reload when done.
+  function setupProgress() {
+    const card = $("#progress-card");
+    if (!card) return;
+    const source = card.dataset.poll;
+    const bar = $("#job-progress");
+    const status = $("#job-status");
+    const tick = async () => {
+      try {
+        const call = await getJson(source);
+        call.status = call.status || call.state;
+        bar.value = call.progress;
+        const label = $("#call-status");
+        if (call.status === "done") {
+          status.textContent = card.dataset.msgDone;
+          window.location.reload();
+          return;
+        }
+        if (call.status === "failed") {
+          status.textContent = card.dataset.msgFailed + ": " + (call.error || "");
+          status.classList.add("error");
+          label.className = "badge failed";
+          return;
+        }
+        label.textContent = statusLabel(card, call.status);
+        label.className = "badge " + call.status;
+        status.textContent = label.textContent + " · " + call.progress + "%";
+        card.dataset.state = call.status;
+      } catch (e) {
+        status.textContent = e.message;
+      }
+      setTimeout(tick, 1000);
+    };
+    setTimeout(tick, 500);
+  }
+
+  // Transcript: select a line to play from it; the line being played is highlighted.
+  function setupPlayer() {
+    const player = $("#player");
+    const lines = $$("#transcript li");
+    const seek = (ms) => {
+      if (!player) return;
+      player.currentTime = ms / 1000;
+      player.play().catch(() => { /* autoplay may be refused */ });
+    };
+    lines.forEach((li) => {
+      li.addEventListener("click", () => seek(+li.dataset.start));
+      li.addEventListener("keydown", (e) => {
+        if (e.key === "Enter" || e.key === " ") { e.preventDefault(); seek(+li.dataset.start); }
+      });
+    });
+    $$("button.seek").forEach((b) => b.addEventListener("click", () => {
+      seek(+b.dataset.start);
+      const ms = +b.dataset.start;
+      const line = lines.find((li) => +li.dataset.start <= ms && ms < +li.dataset.end);
+      if (line) line.scrollIntoView({ block: "center" });
+    }));
+    if (!player) return;
+    let current = null;
+    player.addEventListener("timeupdate", () => {
+      const ms = player.currentTime * 1000;
+      const line = lines.find((li) => +li.dataset.start <= ms && ms < +li.dataset.end);
+      if (line === current) return;
+      if (current) current.classList.remove("current");
+      current = line || null;
+      if (current) {
+        current.classList.add("current");
+        current.scrollIntoView({ block: "nearest" });
+      }
+    });
+  }
+
+  // Review dialogs (override needs a reason and a replacement; reject a reason).
+  function setupDialogs() {
+    $$("button.open-dialog").forEach((b) => b.addEventListener("click", () => {
+      const d = document.getElementById(b.dataset.dialog);
+      if (d) d.showModal();
+    }));
+    $$("button.close-dialog").forEach((b) => b.addEventListener("click", () => b.closest("dialog").close()));
+  }
+
+  // The calls list updates the status of calls still being processed, in place (no reload:
+  // the upload form above may be in use).
+  function setupCallList() {
+    const table = $("#call-list");
+    if (!table || !$$("tr[data-busy]", table).length) return;
+    const tick = async () => {
+      try {
+        const calls = await getJson("/calls");
+        calls.forEach((c) => {
+          const row = $('tr[data-call="' + c.id + '"][data-busy]', table);
+          if (!row) return;
+          const badge = $(".badge", row);
+          badge.className = "badge " + c.status;
+          badge.textContent = statusLabel(table, c.status);
+          const pct = $(".pct", row);
+          if (["queued", "running"].includes(c.status)) {
+            if (pct) pct.textContent = c.progress + "%";
+          } else {
+            if (pct) pct.remove();
+            delete row.dataset.busy;
+          }
+        });
+      } catch (_) { /* try again */ }
+      if ($$("tr[data-busy]", table).length) setTimeout(tick, 2000);
+    };
+    setTimeout(tick, 2000);
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    setupUpload();
+    setupProgress();
+    setupPlayer();
+    setupDialogs();
+    setupCallList();
+  });
+})();
