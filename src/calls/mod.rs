@@ -10,6 +10,8 @@
 //! * [`grounding`] — the evaluator's quote normalization and overlap.
 //! * [`playbook`] — suggested answers per objection category and language, editable files.
 //! * [`tasks`] — commitments as tasks; CSV, iCalendar and CRM webhook.
+//! * [`speakers`] — speaker attribution of mono recordings: diarized turns onto segments,
+//!   labels mapped to participants only on clear evidence (introductions, names addressed).
 //! * [`records`] — persistence and rep/manager scoping.
 //! * [`pipeline`] — recording → Whisper → extraction; the `call.analyze` job.
 //! * [`eval`] — scores against the labelled development calls.
@@ -22,6 +24,7 @@ pub mod grounding;
 pub mod pipeline;
 pub mod playbook;
 pub mod records;
+pub mod speakers;
 pub mod tasks;
 pub mod transcript;
 

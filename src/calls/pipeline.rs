@@ -6,9 +6,11 @@ use std::path::Path;
 use super::dates::Date;
 use super::extract::{Extraction, extract};
 use super::records;
+use super::speakers;
 use super::transcript::{CallTranscript, Participant};
 use crate::asr::{self, Channels, Language};
 use crate::config::Config;
+use crate::diarize::DiarizeOptions;
 use crate::engines::Engines;
 use crate::error::Result;
 
@@ -25,24 +27,47 @@ pub struct CallInfo {
 /// Share of the progress bar taken by transcription.
 const ASR_SHARE: f32 = 0.6;
 
-/// Transcribes a recording into a call transcript (segments unattributed unless split per
-/// channel).
+/// Share of the transcription step taken by Whisper (the rest is diarization).
+const WHISPER_SHARE: f32 = 0.85;
+
+/// Transcribes a recording into a call transcript. Split channels: channel `i` is
+/// `participants[i]`. Mixed (mono): the audio is decoded once, Whisper and the diarizer both
+/// run on it, and segments get speaker labels mapped to participants on clear evidence
+/// ([`super::speakers`]).
 pub fn transcribe(
     engines: &Engines,
     path: &Path,
     info: &CallInfo,
     progress: &dyn Fn(f32),
 ) -> Result<CallTranscript> {
-    // A corrupt or unsupported file fails here, before any model is loaded.
-    let mut reader = asr::AudioReader::open(path, info.channels)?;
-    let transcriber = engines.transcriber()?;
     let req = asr::TranscribeRequest {
         language: info.language,
         ..Default::default()
     };
-    let asr = transcriber.transcribe_reader(&mut reader, &req, &|p| progress(p * ASR_SHARE))?;
-    Ok(CallTranscript::from_asr(
+    if info.channels == Channels::Split {
+        // A corrupt or unsupported file fails here, before any model is loaded.
+        let mut reader = asr::AudioReader::open(path, info.channels)?;
+        let transcriber = engines.transcriber()?;
+        let asr = transcriber.transcribe_reader(&mut reader, &req, &|p| progress(p * ASR_SHARE))?;
+        return Ok(CallTranscript::from_asr(
+            &asr,
+            info.participants.clone(),
+            info.call_date,
+        ));
+    }
+    let audio = asr::decode_file(path, Channels::Mix)?;
+    let transcriber = engines.transcriber()?;
+    let diarizer = engines.diarizer()?;
+    let asr = transcriber.transcribe(&audio, &req, &|p| progress(p * ASR_SHARE * WHISPER_SHARE))?;
+    let opts = DiarizeOptions {
+        speakers: (!info.participants.is_empty()).then_some(info.participants.len()),
+        ..DiarizeOptions::default()
+    };
+    let turns = diarizer.diarize(audio.channel(0), &opts)?;
+    progress(ASR_SHARE);
+    Ok(speakers::attribute(
         &asr,
+        &turns,
         info.participants.clone(),
         info.call_date,
     ))

@@ -5,13 +5,7 @@ use serde::Serialize;
 
 use super::SpeakerTurn;
 
-/// A timed word (Whisper's token text keeps its leading space, so words concatenate).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Word {
-    pub start_ms: u64,
-    pub end_ms: u64,
-    pub text: String,
-}
+pub use crate::asr::Word;
 
 /// A transcript segment to attribute.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -29,7 +23,7 @@ impl From<&crate::asr::Segment> for TimedSegment {
             start_ms: s.start_ms,
             end_ms: s.end_ms,
             text: s.text.clone(),
-            words: Vec::new(),
+            words: s.words.clone(),
         }
     }
 }
