@@ -25,8 +25,8 @@
 //! nothing says the speaker is not that person, and it leads both the speaker's other
 //! candidates and the participant's other speakers by [`MARGIN`] (so conflicting evidence maps
 //! nothing). Pairs are taken strongest first. Then by elimination: a speaker who has named
-//! every unmapped participant but one is that one, and when one speaker and one participant
-//! are left, they are each other. Everything else stays "Speaker N" for the user to relabel;
+//! every unmapped participant but one is that one (unless another speaker could be that one
+//! too), and when one speaker and one participant are left, they are each other. Everything else stays "Speaker N" for the user to relabel;
 //! names are never invented.
 
 use std::collections::BTreeMap;
@@ -136,18 +136,27 @@ fn decide(score: &[Vec<f32>], not: &[Vec<bool>]) -> Vec<Option<usize>> {
     loop {
         let free_c: Vec<usize> = (0..speakers).filter(|&c| mapped[c].is_none()).collect();
         let free_p: Vec<usize> = (0..n).filter(|&p| !taken[p]).collect();
+        // A speaker with evidence for someone else is not eliminated into another name.
+        let fits =
+            |c: usize, p: usize| !not[c][p] && (0..n).all(|q| q == p || score[c][q] < MIN_SCORE);
         let mut found = None;
         if let ([c], [p]) = (free_c.as_slice(), free_p.as_slice()) {
-            found = (!not[*c][*p]).then_some((*c, *p));
+            found = fits(*c, *p).then_some((*c, *p));
         }
-        for &c in &free_c {
-            if found.is_some() {
+        // The participants each free speaker may still be.
+        let open: Vec<Vec<usize>> = free_c
+            .iter()
+            .map(|&c| free_p.iter().copied().filter(|&p| !not[c][p]).collect())
+            .collect();
+        for (i, &c) in free_c.iter().enumerate() {
+            if found.is_some() || free_p.len() < 2 {
                 break;
             }
-            let open: Vec<usize> = free_p.iter().copied().filter(|&p| !not[c][p]).collect();
-            if let [p] = open.as_slice()
-                && free_p.len() > 1
-                && free_c.iter().all(|&d| d == c || score[d][*p] < MIN_SCORE)
+            if let [p] = open[i].as_slice()
+                && fits(c, *p)
+                && free_c.iter().enumerate().all(|(j, &d)| {
+                    d == c || (score[d][*p] < MIN_SCORE && open[j].as_slice() != [*p])
+                })
             {
                 found = Some((c, *p));
             }
