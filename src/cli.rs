@@ -75,6 +75,9 @@ pub enum Command {
     Analyze(calls::AnalyzeArgs),
     /// Extract commitments and objections from a transcript (no speech recognition).
     Extract(calls::ExtractArgs),
+    /// Stored calls: relabel speakers.
+    #[command(subcommand)]
+    Calls(calls::CallsCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -365,6 +368,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Analyze(args) => calls::analyze(&config, args),
         Command::Extract(args) => calls::extract(&config, args),
         Command::Eval(EvalCommand::Calls(args)) => calls::eval(&config, args),
+        Command::Calls(cmd) => runtime.block_on(calls::calls_cmd(&config, cmd)),
     }
 }
 

@@ -13,6 +13,7 @@
 //! * [`speakers`] — speaker attribution of mono recordings: diarized turns onto segments,
 //!   labels mapped to participants only on clear evidence (introductions, names addressed).
 //! * [`records`] — persistence and rep/manager scoping.
+//! * [`relabel`] — users map speaker labels to participants; stored items are re-attributed.
 //! * [`pipeline`] — recording → Whisper → extraction; the `call.analyze` job.
 //! * [`eval`] — scores against the labelled development calls.
 
@@ -24,6 +25,7 @@ pub mod grounding;
 pub mod pipeline;
 pub mod playbook;
 pub mod records;
+pub mod relabel;
 pub mod speakers;
 pub mod tasks;
 pub mod transcript;

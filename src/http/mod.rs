@@ -20,7 +20,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::Method;
 use axum::middleware::from_fn_with_state;
-use axum::routing::{MethodRouter, get, post};
+use axum::routing::{MethodRouter, get, post, put};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower_http::trace::TraceLayer;
@@ -181,6 +181,10 @@ pub fn routes() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             spec(M::POST, "/calls/{id}/tasks/{task}", CALLS),
             post(calls::update_task),
         ),
+        (
+            spec(M::PUT, "/calls/{id}/speakers", CALLS),
+            put(calls::relabel_speakers),
+        ),
     ]
 }
 
@@ -256,7 +260,8 @@ pub fn router(state: AppState) -> Router {
         calls::list_tasks,
         calls::tasks_csv,
         calls::tasks_ics,
-        calls::update_task
+        calls::update_task,
+        calls::relabel_speakers
     ),
     modifiers(&BearerAuth)
 )]
