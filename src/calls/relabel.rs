@@ -219,3 +219,6 @@ fn speaker_at(t: &CallTranscript, turn: u32) -> Option<(String, Option<Side>)> {
         .find(|s| s.id == turn)
         .and_then(|s| t.speaker_of(s))
 }
+
+#[cfg(test)]
+mod tests;

@@ -18,7 +18,7 @@ pub mod metrics;
 pub mod queue;
 pub mod rules;
 #[cfg(test)]
-mod tests_support;
+pub(crate) mod tests_support;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
