@@ -37,7 +37,7 @@ pub mod decode;
 pub mod filter;
 mod resample;
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;
 mod whisper;
 
 use serde::{Deserialize, Serialize};

@@ -208,3 +208,74 @@ impl Analyzer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::asr::testutil::{shared_dir, write_wav};
+    use crate::calls::transcript::Side;
+    use crate::diarize::eval::read_turns;
+    use crate::models::Manifest;
+
+    /// A recording of one voice only: five turns of one speaker of a dev call, with pauses.
+    fn one_voice(dir: &Path) -> std::path::PathBuf {
+        let call = shared_dir().join("eval/calls/en-02");
+        let audio = asr::decode_file(&call.join("call.wav"), Channels::Mix).unwrap();
+        let wav = audio.channel(0);
+        let mut out = Vec::new();
+        for t in read_turns(&call.join("turns.tsv"))
+            .unwrap()
+            .into_iter()
+            .filter(|t| t.speaker == 0)
+            .take(5)
+        {
+            out.extend_from_slice(&wav[t.start_ms as usize * 16..t.end_ms as usize * 16]);
+            out.extend(std::iter::repeat_n(0.0, 16 * 700));
+        }
+        let path = dir.join("one-voice.wav");
+        write_wav(&path, 16_000, &[out]);
+        path
+    }
+
+    #[test]
+    fn a_one_speaker_recording_gets_one_label() {
+        let config = Arc::new(Config::default());
+        let engines = Engines::new(config, Arc::new(Manifest::builtin()));
+        let dir = tempfile::tempdir().unwrap();
+        let path = one_voice(dir.path());
+        let mut info = CallInfo {
+            language: asr::Language::En,
+            ..CallInfo::default()
+        };
+        // Nobody named: the count is estimated, one label, mapped to nobody.
+        let t = transcribe(&engines, &path, &info, &|_| {}).unwrap();
+        t.validate().unwrap();
+        assert!(t.segments.len() >= 3, "{t:#?}");
+        assert_eq!(t.speakers, [("Speaker 1".to_string(), None)].into());
+        assert!(
+            t.segments
+                .iter()
+                .all(|s| s.speaker.as_deref() == Some("Speaker 1")),
+            "{t:#?}"
+        );
+        // One participant given: the one speaker is that participant.
+        info.participants = vec![Participant {
+            name: "Lena Hoffmann".into(),
+            side: Side::Seller,
+            role: None,
+        }];
+        let t = transcribe(&engines, &path, &info, &|_| {}).unwrap();
+        assert_eq!(
+            t.speakers["Speaker 1"].as_deref(),
+            Some("Lena Hoffmann"),
+            "{t:#?}"
+        );
+        assert!(
+            t.segments
+                .iter()
+                .all(|s| s.speaker.as_deref() == Some("Lena Hoffmann"))
+        );
+    }
+}
