@@ -633,6 +633,18 @@ mod tests {
         (ticks(11) + ticks(12)) / 100.0
     }
 
+    /// Word timestamps exist, spell out their segment's text and run forward in time.
+    fn assert_words_spell_segments(t: &Transcript) {
+        assert!(t.segments.iter().any(|s| !s.words.is_empty()), "{t:#?}");
+        for s in t.segments.iter().filter(|s| !s.words.is_empty()) {
+            let spelled: String = s.words.iter().map(|w| w.text.as_str()).collect();
+            assert_eq!(spelled.trim(), s.text);
+            assert!(s.words.windows(2).all(|w| w[0].start_ms <= w[1].start_ms));
+            assert!(s.words.iter().all(|w| w.start_ms <= w.end_ms));
+            assert!(s.words.len() > 1, "{s:?}");
+        }
+    }
+
     fn assert_progress(seen: &[f32]) {
         assert!(!seen.is_empty());
         assert!(
@@ -669,6 +681,7 @@ mod tests {
         assert_eq!(t.duration_ms, 11_000);
         assert!(w <= 0.1, "WER {w} > 0.1: {:?}", t.text());
         assert_progress(&seen);
+        assert_words_spell_segments(&t);
         for s in &t.segments {
             assert!(s.start_ms < s.end_ms && s.end_ms <= 11_000, "{s:?}");
             assert!((0.0..=1.0).contains(&s.avg_prob) && s.avg_logprob <= 0.0);
@@ -710,6 +723,7 @@ mod tests {
                 let c = cer(&reference(&clip), &text);
                 eprintln!("{name} ({language}): CER {c:.3}: {text}");
                 assert_eq!(t.language, "zh");
+                assert_words_spell_segments(&t);
                 assert_eq!(
                     filter::to_simplified(&text),
                     text,

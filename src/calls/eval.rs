@@ -319,6 +319,8 @@ pub struct Attribution {
     pub items: u32,
     /// Items owned by a participant (the rest by an unmapped "Speaker N").
     pub items_with_participant: u32,
+    /// Items owned by the participant of the reference turn they overlap most in time.
+    pub items_owner_correct: u32,
 }
 
 impl Attribution {
@@ -329,56 +331,58 @@ impl Attribution {
             segments_correct: self.segments_correct + o.segments_correct,
             items: self.items + o.items,
             items_with_participant: self.items_with_participant + o.items_with_participant,
+            items_owner_correct: self.items_owner_correct + o.items_owner_correct,
         }
     }
 }
 
 /// How the speakers of `t` compare with the reference transcript's turns.
 pub fn attribution(t: &CallTranscript, reference: &CallTranscript, ex: &Extraction) -> Attribution {
-    let truth = |seg: &super::transcript::Segment| {
-        reference
-            .segments
-            .iter()
-            .map(|r| {
-                (
-                    r,
-                    r.end_ms
-                        .min(seg.end_ms)
-                        .saturating_sub(r.start_ms.max(seg.start_ms)),
-                )
-            })
-            .filter(|(_, o)| *o > 0)
-            .max_by_key(|(_, o)| *o)
-            .and_then(|(r, _)| r.speaker.clone())
+    // Whether `who` is a participant and the speaker of the reference turn that overlaps
+    // [start, end) most.
+    let right = |who: &str, start: u64, end: u64| {
+        t.participant(who).is_some()
+            && reference
+                .segments
+                .iter()
+                .map(|r| (r, r.end_ms.min(end).saturating_sub(r.start_ms.max(start))))
+                .filter(|(_, o)| *o > 0)
+                .max_by_key(|(_, o)| *o)
+                .and_then(|(r, _)| r.speaker.as_deref())
+                .is_some_and(|truth| same_name(truth, who))
     };
     let mapped: Vec<_> = t
         .segments
         .iter()
-        .filter(|s| {
-            s.speaker
-                .as_deref()
-                .is_some_and(|n| t.participant(n).is_some())
-        })
+        .filter_map(|s| Some((s.speaker.as_deref()?, s)))
+        .filter(|(who, _)| t.participant(who).is_some())
         .collect();
-    let owners = ex
+    let owners: Vec<(&str, u64, u64)> = ex
         .commitments
         .iter()
-        .map(|c| c.owner.as_str())
-        .chain(ex.objections.iter().map(|o| o.raised_by.as_str()));
+        .map(|c| (c.owner.as_str(), c.start_ms, c.end_ms))
+        .chain(
+            ex.objections
+                .iter()
+                .map(|o| (o.raised_by.as_str(), o.start_ms, o.end_ms)),
+        )
+        .collect();
     Attribution {
         segments: t.segments.len() as u32,
         segments_mapped: mapped.len() as u32,
         segments_correct: mapped
             .iter()
-            .filter(|s| {
-                truth(s)
-                    .as_deref()
-                    .zip(s.speaker.as_deref())
-                    .is_some_and(|(a, b)| same_name(a, b))
-            })
+            .filter(|(who, s)| right(who, s.start_ms, s.end_ms))
             .count() as u32,
-        items: (ex.commitments.len() + ex.objections.len()) as u32,
-        items_with_participant: owners.filter(|o| t.participant(o).is_some()).count() as u32,
+        items: owners.len() as u32,
+        items_with_participant: owners
+            .iter()
+            .filter(|(who, ..)| t.participant(who).is_some())
+            .count() as u32,
+        items_owner_correct: owners
+            .iter()
+            .filter(|(who, start, end)| right(who, *start, *end))
+            .count() as u32,
     }
 }
 

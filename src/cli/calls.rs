@@ -323,8 +323,13 @@ pub fn eval(config: &Config, args: EvalCallsArgs) -> Result<()> {
     if let Some(a) = report.attribution {
         println!(
             "speakers: {}/{} segments attributed to a participant ({} to the right one); {}/{} \
-             items owned by a participant, the rest by an unmapped speaker label",
-            a.segments_mapped, a.segments, a.segments_correct, a.items_with_participant, a.items
+             items owned by a participant ({} the right one), the rest by an unmapped label",
+            a.segments_mapped,
+            a.segments,
+            a.segments_correct,
+            a.items_with_participant,
+            a.items,
+            a.items_owner_correct
         );
     }
     Ok(())
