@@ -31,6 +31,9 @@ fn map(names: &[&str], turns: &[(usize, &str)]) -> Vec<Option<String>> {
         .collect()
 }
 
+/// Participants, turns (speaker, text), the expected name per speaker ("" for none).
+type Case<'a> = (&'a [&'a str], Vec<(usize, &'a str)>, Vec<&'a str>);
+
 fn some(names: &[&str]) -> Vec<Option<String>> {
     names
         .iter()
@@ -42,7 +45,7 @@ fn some(names: &[&str]) -> Vec<Option<String>> {
 fn self_introductions_map_the_speaker() {
     let en = ["Daniel Okafor", "Susan Whitfield", "Priya Nair"];
     let zh = ["王磊", "李娜", "欧阳明华"];
-    let cases: Vec<(&[&str], Vec<(usize, &str)>, Vec<&str>)> = vec![
+    let cases: Vec<Case<'_>> = vec![
         (
             &en,
             vec![
@@ -119,7 +122,7 @@ fn self_introductions_map_the_speaker() {
 fn a_name_addressed_at_the_start_of_a_turn_is_the_previous_speaker() {
     let en = ["Daniel Okafor", "Susan Whitfield", "Mark Delaney"];
     let zh = ["王志强", "赵敏", "黄建国"];
-    let cases: Vec<(&[&str], Vec<(usize, &str)>, Vec<&str>)> = vec![
+    let cases: Vec<Case<'_>> = vec![
         (
             &en,
             vec![
