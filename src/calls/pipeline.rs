@@ -40,8 +40,12 @@ pub fn transcribe(
     info: &CallInfo,
     progress: &dyn Fn(f32),
 ) -> Result<CallTranscript> {
+    // The participants' names as Whisper's vocabulary: spelled right, they can be recognised
+    // as introductions and addresses (and read right in the transcript).
+    let names: Vec<&str> = info.participants.iter().map(|p| p.name.as_str()).collect();
     let req = asr::TranscribeRequest {
         language: info.language,
+        vocabulary: (!names.is_empty()).then(|| names.join(", ")),
         ..Default::default()
     };
     if info.channels == Channels::Split {
