@@ -1,6 +1,6 @@
 //! End-to-end call analysis time: Whisper on a dev call's recording, then extraction with the
-//! configured LLM (speakers from the reference turn times, as in `dealdesk eval calls --from
-//! audio`). Prints seconds per call, the real-time factor and the extrapolation to a
+//! configured LLM (diarized speakers mapped to the participants on evidence, as for an upload
+//! and in `dealdesk eval calls --from audio`). Prints seconds per call, the real-time factor and the extrapolation to a
 //! 30-minute call. One run per call: each takes minutes, so no statistics harness.
 //!
 //! `cargo bench --bench calls` (models from `dealdesk models fetch`); `DEALDESK_BENCH_CALLS`
@@ -24,9 +24,12 @@ fn main() {
         Arc::new(Manifest::load(&config).expect("manifest")),
     );
     let started = Instant::now();
-    let transcriber = engines
+    engines
         .transcriber()
         .expect("whisper model: run `dealdesk models fetch`");
+    engines
+        .diarizer()
+        .expect("speaker model: run `dealdesk models fetch`");
     let llm = engines.llm().expect("LLM: run `dealdesk models fetch`");
     println!("models loaded in {:.1} s", started.elapsed().as_secs_f64());
     let calls = std::env::var("DEALDESK_BENCH_CALLS").unwrap_or_else(|_| "en-01,zh-01".into());
@@ -43,7 +46,7 @@ fn main() {
         let t = Instant::now();
         let score = evaluate_call(
             &folder,
-            &Source::Audio(&transcriber),
+            &Source::Audio(&engines),
             &llm,
             &extract_options(&config),
         )

@@ -76,7 +76,7 @@ pub enum Command {
     Analyze(calls::AnalyzeArgs),
     /// Extract commitments and objections from a transcript (no speech recognition).
     Extract(calls::ExtractArgs),
-    /// Call analytics (talk ratio, monologues, questions, trackers) and search across calls.
+    /// Stored calls: analytics (talk ratio, monologues, questions, trackers), search, speaker relabelling.
     #[command(subcommand)]
     Calls(call_analytics::CallsCommand),
 }

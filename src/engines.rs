@@ -1,6 +1,6 @@
 //! The models every request and job shares, each loaded once, on first use.
 //!
-//! Loading Whisper or the LLM takes seconds and hundreds of megabytes, so a process holds one
+//! Loading Whisper, the speaker encoder or the LLM takes seconds and hundreds of megabytes, so a process holds one
 //! of each and hands out cheap clones. Nothing is loaded at start-up: a server that only
 //! serves quotes never pays for the speech model. A failed load is not remembered, so a model
 //! fetched after start-up (`dealdesk models fetch`) is picked up by the next caller.
@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::asr::{self, Transcriber};
 use crate::config::Config;
+use crate::diarize::Diarizer;
 use crate::error::Result;
 use crate::llm::{self, LlmHandle, LlmService};
 use crate::models::Manifest;
@@ -24,6 +25,7 @@ struct Inner {
     manifest: Arc<Manifest>,
     llm: Mutex<Option<LlmHandle>>,
     transcriber: Mutex<Option<Transcriber>>,
+    diarizer: Mutex<Option<Arc<Diarizer>>>,
 }
 
 impl Engines {
@@ -34,6 +36,7 @@ impl Engines {
                 manifest,
                 llm: Mutex::new(None),
                 transcriber: Mutex::new(None),
+                diarizer: Mutex::new(None),
             }),
         }
     }
@@ -60,6 +63,18 @@ impl Engines {
         let transcriber = asr::load_configured(&self.inner.config, &self.inner.manifest)?;
         *slot = Some(transcriber.clone());
         Ok(transcriber)
+    }
+
+    /// The speaker-embedding model for diarizing mono recordings, loaded on first use
+    /// (blocking, like [`Self::llm`]).
+    pub fn diarizer(&self) -> Result<Arc<Diarizer>> {
+        let mut slot = lock(&self.inner.diarizer);
+        if let Some(diarizer) = slot.as_ref() {
+            return Ok(diarizer.clone());
+        }
+        let diarizer = Arc::new(Diarizer::load(&self.inner.config, &self.inner.manifest)?);
+        *slot = Some(diarizer.clone());
+        Ok(diarizer)
     }
 }
 

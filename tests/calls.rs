@@ -287,8 +287,9 @@ fn import_upload_insights_exports_scoping_and_bad_uploads() {
     );
     assert_eq!(api.get(&bid, "/calls").status(), StatusCode::FORBIDDEN);
 
-    // Upload a recording (the first 20 s of a dev call): Whisper runs, segments keep their
-    // times and stay unattributed (mono, no diarization); the same bytes again are a duplicate.
+    // Upload a recording (the first 20 s of a dev call) without participants: Whisper and the
+    // diarizer run, segments keep their times and get speaker labels, never names; the same
+    // bytes again are a duplicate.
     let wav = wav_head(&Path::new(EVAL).join("en-02/call.wav"), 20);
     let resp = api.upload(
         &rep,
@@ -313,8 +314,17 @@ fn import_upload_insights_exports_scoping_and_bad_uploads() {
     let segments = t["segments"].as_array().unwrap();
     assert!(!segments.is_empty());
     assert!(
-        segments.iter().all(|s| s["speaker"].is_null()),
-        "no invented names"
+        segments
+            .iter()
+            .all(|s| s["speaker"].as_str().unwrap().starts_with("Speaker ")),
+        "labels, no invented names: {t}"
+    );
+    assert!(
+        t["speakers"]
+            .as_object()
+            .unwrap()
+            .values()
+            .all(Value::is_null)
     );
     assert!(
         segments
@@ -329,4 +339,110 @@ fn import_upload_insights_exports_scoping_and_bad_uploads() {
         .to_lowercase();
     assert!(words.contains("renewal"), "{words}");
     assert_eq!(api.json(&rep, "/calls").as_array().unwrap().len(), 2);
+}
+
+impl Api {
+    fn put(&self, token: &str, path: &str, body: Value) -> reqwest::blocking::Response {
+        self.http
+            .put(format!("{}{path}", self.url))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .unwrap()
+    }
+}
+
+/// A mono upload with participants gets speaker-attributed segments; relabelling through the
+/// API is scoped, checked and re-attributes the transcript.
+#[test]
+fn mono_upload_is_diarized_and_relabelled() {
+    let dir = tempfile::tempdir().unwrap();
+    let rep = add_user(dir.path(), "rep-a", "rep", "emea");
+    let far_rep = add_user(dir.path(), "rep-apac", "rep", "apac");
+    let manager = add_user(dir.path(), "mgr-emea", "manager", "emea");
+    let mut cmd = dealdesk(dir.path());
+    cmd.env("DEALDESK_LLM_THREADS", "1");
+    let server = Server::start(cmd);
+    let api = Api {
+        url: server.url.clone(),
+        http: client(),
+    };
+    let call = Path::new(EVAL).join("en-02");
+    let reference: Value =
+        serde_json::from_str(&std::fs::read_to_string(call.join("transcript.json")).unwrap())
+            .unwrap();
+    let participants = reference["participants"].to_string();
+    let resp = api.upload(
+        &rep,
+        wav_head(&call.join("call.wav"), 60),
+        &[
+            ("call_date", "2026-03-25"),
+            ("language", "en"),
+            ("participants", &participants),
+        ],
+    );
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let id = resp.json::<Value>().unwrap()["call"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    api.wait_done(&rep, &id);
+    let t = api.json(&rep, &format!("/calls/{id}/transcript"));
+    let segments = t["segments"].as_array().unwrap();
+    let speakers = t["speakers"].as_object().unwrap();
+    // The participant count fixes the number of speakers; every segment has a speaker, and
+    // each is a participant or a label of this call.
+    assert!(speakers.len() >= 2 && speakers.len() <= 3, "{t}");
+    let names: Vec<&str> = reference["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    for s in segments {
+        let who = s["speaker"]
+            .as_str()
+            .unwrap_or_else(|| panic!("unattributed: {s}"));
+        let label = s["label"].as_str().unwrap();
+        assert!(speakers.contains_key(label), "{s}");
+        assert!(
+            who == label || names.contains(&who),
+            "a label or a participant: {s}"
+        );
+    }
+    eprintln!("speakers: {speakers:?}");
+
+    // Relabelling: out of scope is not found, bad names are refused, a manager may.
+    let label = segments[0]["label"].as_str().unwrap().to_string();
+    let body = serde_json::json!({ label.clone(): "Lena Hoffmann" });
+    let path = format!("/calls/{id}/speakers");
+    assert_eq!(
+        api.put(&far_rep, &path, body.clone()).status(),
+        StatusCode::NOT_FOUND
+    );
+    let resp = api.put(&rep, &path, serde_json::json!({ label.clone(): "Nobody" }));
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        resp.text().unwrap().contains("not a participant"),
+        "the error names the problem"
+    );
+    let resp = api.put(&manager, &path, body);
+    assert_eq!(resp.status(), StatusCode::OK);
+    let out: Value = resp.json().unwrap();
+    assert_eq!(out["speakers"][&label], "Lena Hoffmann");
+    let t = api.json(&rep, &format!("/calls/{id}/transcript"));
+    for s in t["segments"].as_array().unwrap() {
+        if s["label"] == label.as_str() {
+            assert_eq!(s["speaker"], "Lena Hoffmann", "{s}");
+        }
+    }
+    let insights = api.json(&rep, &format!("/calls/{id}/insights"));
+    for c in insights["commitments"].as_array().unwrap() {
+        let owner = c["owner"].as_str().unwrap();
+        assert!(
+            names.contains(&owner) || speakers.contains_key(owner),
+            "{c}"
+        );
+        assert_eq!(c["needs_relabel"], !names.contains(&owner), "{c}");
+    }
 }

@@ -377,6 +377,7 @@ mod tests {
             avg_logprob: -0.1,
             no_speech_prob: 0.0,
             channel: None,
+            words: vec![],
         };
         let out = merge_repeated_segments(vec![
             seg(0, 1000, "Hello."),

@@ -37,7 +37,7 @@ pub mod decode;
 pub mod filter;
 mod resample;
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;
 mod whisper;
 
 use serde::{Deserialize, Serialize};
@@ -180,6 +180,19 @@ pub struct Segment {
     pub no_speech_prob: f32,
     /// The source channel (0-based) in [`Channels::Split`] mode, `None` when mixed.
     pub channel: Option<u8>,
+    /// Word timestamps (Whisper's token times grouped into words; a Mandarin "word" is a
+    /// character or a few). Empty when they do not spell out the segment's final text exactly.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub words: Vec<Word>,
+}
+
+/// A timed word. Its text keeps its leading space (English), so the words of a segment
+/// concatenate to the segment's text.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Word {
+    pub start_ms: u64,
+    pub end_ms: u64,
+    pub text: String,
 }
 
 #[cfg(test)]
@@ -208,6 +221,7 @@ mod tests {
                 avg_logprob: -0.1,
                 no_speech_prob: 0.01,
                 channel: Some(1),
+                words: vec![],
             }],
         };
         let v = serde_json::to_value(&t).unwrap();

@@ -13,7 +13,7 @@ use whisper_rs::{
 
 use super::decode::{Audio, AudioReader, Channels, SAMPLE_RATE};
 use super::filter::{self, Loudness};
-use super::{Language, Segment, TranscribeRequest, Transcript};
+use super::{Language, Segment, TranscribeRequest, Transcript, Word};
 use crate::error::{Error, Result};
 
 /// The file name `dealdesk models fetch` gives the Whisper model in the model cache.
@@ -288,6 +288,7 @@ impl Transcriber {
         params.set_print_progress(false);
         params.set_print_realtime(false);
         params.set_print_timestamps(false);
+        params.set_token_timestamps(true);
         params.set_no_speech_thold(filter::NO_SPEECH_THRESHOLD);
         params.set_logprob_thold(filter::LOGPROB_THRESHOLD);
         if let Some(p) = &prompt {
@@ -316,6 +317,7 @@ impl Transcriber {
                 .unwrap_or_default();
             let (mut sum_p, mut sum_lp, mut count) = (0.0f32, 0.0f32, 0usize);
             let eot = self.ctx.token_eot();
+            let mut tokens: Vec<TimedToken> = Vec::new();
             for t in 0..seg.n_tokens() {
                 if let Some(tok) = seg.get_token(t)
                     && tok.token_id() < eot
@@ -324,6 +326,12 @@ impl Transcriber {
                     sum_p += p;
                     sum_lp += p.ln();
                     count += 1;
+                    let data = tok.token_data();
+                    tokens.push(TimedToken {
+                        bytes: tok.to_bytes().map(<[u8]>::to_vec).unwrap_or_default(),
+                        start_ms: data.t0.max(0) as u64 * 10,
+                        end_ms: data.t1.max(data.t0).max(0) as u64 * 10,
+                    });
                 }
             }
             let count = count.max(1) as f32;
@@ -334,6 +342,7 @@ impl Transcriber {
                 sum_p / count,
                 sum_lp / count,
                 seg.no_speech_probability(),
+                tokens,
             ));
         }
 
@@ -352,7 +361,7 @@ impl Transcriber {
         }
 
         let offset_ms = (ch.buf_start / FRAMES_PER_MS) as u64;
-        for (start, end, text, avg_prob, avg_logprob, no_speech_prob) in raw {
+        for (start, end, text, avg_prob, avg_logprob, no_speech_prob, tokens) in raw {
             let text = filter::collapse_repeats(&filter::to_simplified(text.trim()));
             if text.is_empty()
                 || !filter::keep_scores(avg_logprob, no_speech_prob)
@@ -363,6 +372,7 @@ impl Transcriber {
                 continue;
             }
             let (start, end) = loud.trim(start, end, TRIM_MARGIN);
+            let words = words_of(&tokens, offset_ms, &text);
             ch.segments.push(Segment {
                 start_ms: offset_ms + (start / FRAMES_PER_MS) as u64,
                 end_ms: offset_ms + (end / FRAMES_PER_MS) as u64,
@@ -371,6 +381,7 @@ impl Transcriber {
                 avg_logprob,
                 no_speech_prob,
                 channel: ch.channel,
+                words,
             });
         }
         ch.segments = filter::merge_repeated_segments(std::mem::take(&mut ch.segments));
@@ -417,6 +428,54 @@ fn build_prompt(language: &str, vocabulary: Option<&str>) -> Option<String> {
         ("zh", Some(v)) => Some(format!("{ZH_PROMPT}{v}")),
         ("zh", None) => Some(ZH_PROMPT.to_string()),
         (_, v) => v,
+    }
+}
+
+/// A decoded token with its times (ms from the start of the buffer Whisper was given).
+struct TimedToken {
+    bytes: Vec<u8>,
+    start_ms: u64,
+    end_ms: u64,
+}
+
+/// Groups tokens into words: a token starting with a space starts a word; a token that
+/// completes CJK characters ends one (Mandarin has no spaces). Byte-level tokens that split a
+/// character are joined first. The words are kept only when they spell out `text`, the
+/// segment's final (filtered, simplified) text; otherwise none are returned.
+fn words_of(tokens: &[TimedToken], offset_ms: u64, text: &str) -> Vec<Word> {
+    let mut words: Vec<Word> = Vec::new();
+    let mut bytes: Vec<u8> = Vec::new();
+    let mut start = 0;
+    let mut flush = |bytes: &mut Vec<u8>, start: u64, end: u64| {
+        if !bytes.is_empty() {
+            words.push(Word {
+                start_ms: offset_ms + start,
+                end_ms: offset_ms + end.max(start),
+                text: filter::to_simplified(&String::from_utf8_lossy(bytes)),
+            });
+            bytes.clear();
+        }
+    };
+    let mut end = 0;
+    for t in tokens {
+        if t.bytes.first() == Some(&b' ') && std::str::from_utf8(&bytes).is_ok() {
+            flush(&mut bytes, start, end);
+        }
+        if bytes.is_empty() {
+            start = t.start_ms;
+        }
+        bytes.extend_from_slice(&t.bytes);
+        end = t.end_ms;
+        if std::str::from_utf8(&bytes).is_ok_and(|s| s.chars().any(|c| c > '\u{2e80}')) {
+            flush(&mut bytes, start, end);
+        }
+    }
+    flush(&mut bytes, start, end);
+    let spelled: String = words.iter().map(|w| w.text.as_str()).collect();
+    if spelled.trim() == text {
+        words
+    } else {
+        Vec::new()
     }
 }
 
@@ -574,6 +633,18 @@ mod tests {
         (ticks(11) + ticks(12)) / 100.0
     }
 
+    /// Word timestamps exist, spell out their segment's text and run forward in time.
+    fn assert_words_spell_segments(t: &Transcript) {
+        assert!(t.segments.iter().any(|s| !s.words.is_empty()), "{t:#?}");
+        for s in t.segments.iter().filter(|s| !s.words.is_empty()) {
+            let spelled: String = s.words.iter().map(|w| w.text.as_str()).collect();
+            assert_eq!(spelled.trim(), s.text);
+            assert!(s.words.windows(2).all(|w| w[0].start_ms <= w[1].start_ms));
+            assert!(s.words.iter().all(|w| w.start_ms <= w.end_ms));
+            assert!(s.words.len() > 1, "{s:?}");
+        }
+    }
+
     fn assert_progress(seen: &[f32]) {
         assert!(!seen.is_empty());
         assert!(
@@ -610,6 +681,7 @@ mod tests {
         assert_eq!(t.duration_ms, 11_000);
         assert!(w <= 0.1, "WER {w} > 0.1: {:?}", t.text());
         assert_progress(&seen);
+        assert_words_spell_segments(&t);
         for s in &t.segments {
             assert!(s.start_ms < s.end_ms && s.end_ms <= 11_000, "{s:?}");
             assert!((0.0..=1.0).contains(&s.avg_prob) && s.avg_logprob <= 0.0);
@@ -651,6 +723,7 @@ mod tests {
                 let c = cer(&reference(&clip), &text);
                 eprintln!("{name} ({language}): CER {c:.3}: {text}");
                 assert_eq!(t.language, "zh");
+                assert_words_spell_segments(&t);
                 assert_eq!(
                     filter::to_simplified(&text),
                     text,

@@ -12,8 +12,9 @@ use serde::{Deserialize, Serialize};
 use super::candidates;
 use super::extract::{ExtractOptions, Extraction, extract};
 use super::grounding::{normalize, overlap};
+use super::pipeline::{self, CallInfo};
 use super::transcript::{CallTranscript, same_name};
-use crate::asr::{self, Transcriber};
+use crate::engines::Engines;
 use crate::error::{Error, Result};
 use crate::llm::LlmHandle;
 
@@ -134,6 +135,9 @@ pub struct CallScore {
     pub error_rate: f64,
     pub reference_units: u32,
     pub seconds: f64,
+    /// From audio: how many segments and items got a participant, and how many segments the
+    /// right one.
+    pub attribution: Option<Attribution>,
     pub extraction: Extraction,
 }
 
@@ -160,6 +164,8 @@ pub struct Report {
     /// Mean CER of the Mandarin calls (null without any).
     pub cer: Option<f64>,
     pub seconds: f64,
+    /// From audio: speaker attribution summed over the calls.
+    pub attribution: Option<Attribution>,
     pub calls: Vec<CallScore>,
 }
 
@@ -167,9 +173,9 @@ pub struct Report {
 pub enum Source<'a> {
     /// The labelled `transcript.json`.
     Transcript,
-    /// Whisper on `call.wav`; speakers are assigned from the reference turn times (the eval's
-    /// stand-in for diarization, which dealdesk does not have).
-    Audio(&'a Transcriber),
+    /// `call.wav` through the upload path ([`pipeline::transcribe`]): Whisper, diarization
+    /// with the participant count, speakers mapped to the participants on evidence.
+    Audio(&'a Engines),
 }
 
 /// Evaluates every call folder in `dir` (or those named in `only`).
@@ -251,6 +257,10 @@ fn summarize(
         wer: mean_rate("en"),
         cer: mean_rate("zh"),
         seconds,
+        attribution: calls
+            .iter()
+            .filter_map(|c| c.attribution)
+            .reduce(Attribution::add),
         calls,
     }
 }
@@ -272,12 +282,23 @@ pub fn evaluate_call(
     let gold: Gold = read_json(&dir.join("labels.json"))?;
     let transcript = match source {
         Source::Transcript => reference.clone(),
-        Source::Audio(transcriber) => {
-            transcribe_with_reference_speakers(&dir.join("call.wav"), &reference, transcriber)?
+        Source::Audio(engines) => {
+            let info = CallInfo {
+                language: reference.language.parse()?,
+                call_date: reference.call_date,
+                participants: reference.participants.clone(),
+                channels: crate::asr::Channels::Mix,
+            };
+            pipeline::transcribe(engines, &dir.join("call.wav"), &info, &|_| {})?
         }
     };
     let extraction = extract(&transcript, llm, opts, &|_| {})?;
+    let attributed = match source {
+        Source::Transcript => None,
+        Source::Audio(_) => Some(attribution(&transcript, &reference, &extraction)),
+    };
     let mut score = score(&gold, &transcript, extraction);
+    score.attribution = attributed;
     let hypothesis = transcript.text();
     score.error_rate = error_rate(&reference.text(), &hypothesis, &reference.language);
     score.reference_units = units(&reference.text(), &reference.language).len() as u32;
@@ -285,38 +306,84 @@ pub fn evaluate_call(
     Ok(score)
 }
 
-/// Whisper on the recording; each segment gets the speaker of the reference turn it overlaps
-/// most in time.
-fn transcribe_with_reference_speakers(
-    wav: &Path,
-    reference: &CallTranscript,
-    transcriber: &Transcriber,
-) -> Result<CallTranscript> {
-    let audio = asr::decode_file(wav, asr::Channels::Mix)?;
-    let language = reference.language.parse()?;
-    let req = asr::TranscribeRequest {
-        language,
-        ..Default::default()
-    };
-    let asr = transcriber.transcribe(&audio, &req, &|_| {})?;
-    let mut t = CallTranscript::from_asr(&asr, reference.participants.clone(), reference.call_date);
-    for seg in &mut t.segments {
-        seg.speaker = reference
-            .segments
-            .iter()
-            .map(|r| {
-                (
-                    r,
-                    r.end_ms
-                        .min(seg.end_ms)
-                        .saturating_sub(r.start_ms.max(seg.start_ms)),
-                )
-            })
-            .filter(|(_, o)| *o > 0)
-            .max_by_key(|(_, o)| *o)
-            .and_then(|(r, _)| r.speaker.clone());
+/// Segments and items attributed to a participant, from a transcript of the audio.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Attribution {
+    pub segments: u32,
+    /// Segments whose speaker is a participant.
+    pub segments_mapped: u32,
+    /// Segments whose speaker is a participant and the one of the reference turn they overlap
+    /// most in time.
+    pub segments_correct: u32,
+    /// Commitments and objections.
+    pub items: u32,
+    /// Items owned by a participant (the rest by an unmapped "Speaker N").
+    pub items_with_participant: u32,
+    /// Items owned by the participant of the reference turn they overlap most in time.
+    pub items_owner_correct: u32,
+}
+
+impl Attribution {
+    fn add(self, o: Attribution) -> Attribution {
+        Attribution {
+            segments: self.segments + o.segments,
+            segments_mapped: self.segments_mapped + o.segments_mapped,
+            segments_correct: self.segments_correct + o.segments_correct,
+            items: self.items + o.items,
+            items_with_participant: self.items_with_participant + o.items_with_participant,
+            items_owner_correct: self.items_owner_correct + o.items_owner_correct,
+        }
     }
-    Ok(t)
+}
+
+/// How the speakers of `t` compare with the reference transcript's turns.
+pub fn attribution(t: &CallTranscript, reference: &CallTranscript, ex: &Extraction) -> Attribution {
+    // Whether `who` is a participant and the speaker of the reference turn that overlaps
+    // [start, end) most.
+    let right = |who: &str, start: u64, end: u64| {
+        t.participant(who).is_some()
+            && reference
+                .segments
+                .iter()
+                .map(|r| (r, r.end_ms.min(end).saturating_sub(r.start_ms.max(start))))
+                .filter(|(_, o)| *o > 0)
+                .max_by_key(|(_, o)| *o)
+                .and_then(|(r, _)| r.speaker.as_deref())
+                .is_some_and(|truth| same_name(truth, who))
+    };
+    let mapped: Vec<_> = t
+        .segments
+        .iter()
+        .filter_map(|s| Some((s.speaker.as_deref()?, s)))
+        .filter(|(who, _)| t.participant(who).is_some())
+        .collect();
+    let owners: Vec<(&str, u64, u64)> = ex
+        .commitments
+        .iter()
+        .map(|c| (c.owner.as_str(), c.start_ms, c.end_ms))
+        .chain(
+            ex.objections
+                .iter()
+                .map(|o| (o.raised_by.as_str(), o.start_ms, o.end_ms)),
+        )
+        .collect();
+    Attribution {
+        segments: t.segments.len() as u32,
+        segments_mapped: mapped.len() as u32,
+        segments_correct: mapped
+            .iter()
+            .filter(|(who, s)| right(who, s.start_ms, s.end_ms))
+            .count() as u32,
+        items: owners.len() as u32,
+        items_with_participant: owners
+            .iter()
+            .filter(|(who, ..)| t.participant(who).is_some())
+            .count() as u32,
+        items_owner_correct: owners
+            .iter()
+            .filter(|(who, start, end)| right(who, *start, *end))
+            .count() as u32,
+    }
 }
 
 /// One-to-one matching, highest overlap first: pairs (prediction, gold).
@@ -438,6 +505,7 @@ pub fn score(gold: &Gold, t: &CallTranscript, ex: Extraction) -> CallScore {
         error_rate: 0.0,
         reference_units: 0,
         seconds: 0.0,
+        attribution: None,
         extraction: ex,
     }
 }

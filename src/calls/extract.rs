@@ -4,8 +4,8 @@
 //! The model never writes free text that reaches the output: quotes are transcript
 //! sentences, owners are their speakers, dates come from [`super::dates`], actions are cut
 //! from the quote in code. Deterministic checks then enforce the invariants: the owner is a
-//! participant, the quote is found in its segment (normalized match), withdrawn and duplicate
-//! items are removed, and every drop is counted.
+//! participant or a diarized speaker label of the call, the quote is found in its segment
+//! (normalized match), withdrawn and duplicate items are removed, and every drop is counted.
 
 use std::time::{Duration, Instant};
 
@@ -105,9 +105,14 @@ impl Prompt {
 /// A grounded commitment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Commitment {
-    /// The participant who spoke the promise.
+    /// The participant who spoke the promise, or the diarized speaker label ("Speaker 2") when
+    /// that speaker is not mapped to a participant yet.
     pub owner: String,
-    pub side: Side,
+    /// `null` while the owner is an unmapped speaker label.
+    pub side: Option<Side>,
+    /// The owner is an unmapped speaker label: relabel the call's speakers to attribute it.
+    #[serde(default)]
+    pub needs_relabel: bool,
     /// What will be done, cut from the quote.
     pub action: String,
     #[schema(value_type = Option<String>, format = Date)]
@@ -128,8 +133,13 @@ pub struct Commitment {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Objection {
     pub category: Category,
-    /// The customer-side participant who raised it.
+    /// The customer-side participant who raised it, or the diarized speaker label when that
+    /// speaker is not mapped to a participant yet (side unknown).
     pub raised_by: String,
+    /// The raiser is an unmapped speaker label: relabel the call's speakers to attribute it (a
+    /// raiser relabelled to the seller side removes the objection).
+    #[serde(default)]
+    pub needs_relabel: bool,
     pub quote: String,
     pub turn: u32,
     pub start_ms: u64,
@@ -146,7 +156,7 @@ pub struct Objection {
 pub struct Dropped {
     /// Quote not found in the transcript.
     pub ungrounded: u32,
-    /// Speaker unknown or not a participant.
+    /// Speaker unknown, not a speaker of the call, or (objections) on the seller side.
     pub unattributed: u32,
     /// Not a commitment by the guideline's surface rules (question, condition, ...).
     pub rules: u32,
@@ -251,7 +261,7 @@ pub fn extract(
             dropped.rules += 1;
             continue;
         }
-        let Some(owner) = seg.speaker.as_deref().and_then(|n| t.participant(n)) else {
+        let Some((owner, side)) = t.speaker_of(seg) else {
             dropped.unattributed += 1;
             continue;
         };
@@ -265,8 +275,9 @@ pub fn extract(
         let deadline = t.call_date.and_then(|d| find_deadline(&s.text, d));
         let dated = deadline.as_ref().is_some_and(|d| d.date.is_some());
         commitments.push(Commitment {
-            owner: owner.name.clone(),
-            side: owner.side,
+            owner,
+            side,
+            needs_relabel: side.is_none(),
             action: action_of(&s.text, deadline.as_ref().map(|d| d.text.as_str())),
             due_date: deadline.as_ref().and_then(|d| d.date),
             due_text: deadline.map(|d| d.text),
@@ -287,7 +298,7 @@ pub fn extract(
         .collect();
     for s in &cands.objections {
         let seg = &t.segments[s.segment];
-        let Some(raiser) = seg.speaker.as_deref().and_then(|n| t.participant(n)) else {
+        let Some((raiser, side)) = t.speaker_of(seg) else {
             dropped.unattributed += 1;
             continue;
         };
@@ -300,7 +311,8 @@ pub fn extract(
         };
         objections.push(Objection {
             category,
-            raised_by: raiser.name.clone(),
+            raised_by: raiser,
+            needs_relabel: side.is_none(),
             quote: s.text.clone(),
             turn: seg.id,
             start_ms: seg.start_ms,
@@ -440,7 +452,7 @@ fn corrects(text: &str) -> bool {
     CORRECTIONS.iter().any(|c| lower.contains(c))
 }
 
-/// The deterministic checks on commitments: owner is a participant, quote is grounded in its
+/// The deterministic checks on commitments: owner is a speaker of the call, quote is grounded in its
 /// turn, a promise replaced by the same owner within three turns with correction words is
 /// dropped as withdrawn, and overlapping promises of one owner are merged.
 pub fn check_commitments(
@@ -474,8 +486,9 @@ pub fn check_commitments(
     kept
 }
 
-/// The deterministic checks on objections: the raiser is a customer-side participant, the
-/// quote is grounded, one objection per turn, and a concern the same person repeats in the
+/// The deterministic checks on objections: the raiser is a customer-side participant (or an
+/// unmapped speaker label, side unknown: kept and marked for relabelling), the quote is
+/// grounded, one objection per turn, and a concern the same person repeats in the
 /// same category within three turns is merged into the first.
 pub fn check_objections(
     items: Vec<Objection>,
@@ -516,7 +529,8 @@ pub fn check_objections(
     kept
 }
 
-/// Keeps items whose person is a participant and whose quote is found in their turn.
+/// Keeps items whose person is a speaker of the call (a participant or an unmapped speaker
+/// label) and whose quote is found in their turn.
 fn grounded<T>(
     items: Vec<T>,
     t: &CallTranscript,
@@ -535,7 +549,7 @@ fn grounded<T>(
                 .speaker
                 .as_deref()
                 .is_some_and(|s| super::transcript::same_name(s, person));
-            if t.participant(person).is_none() || !spoken_by_them {
+            if !t.is_speaker(person) || !spoken_by_them {
                 dropped.unattributed += 1;
                 false
             } else if !is_grounded(quote, &seg.text) {

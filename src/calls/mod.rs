@@ -10,7 +10,10 @@
 //! * [`grounding`] — the evaluator's quote normalization and overlap.
 //! * [`playbook`] — suggested answers per objection category and language, editable files.
 //! * [`tasks`] — commitments as tasks; CSV, iCalendar and CRM webhook.
+//! * [`speakers`] — speaker attribution of mono recordings: diarized turns onto segments,
+//!   labels mapped to participants only on clear evidence (introductions, names addressed).
 //! * [`records`] — persistence and rep/manager scoping.
+//! * [`relabel`] — users map speaker labels to participants; stored items are re-attributed.
 //! * [`pipeline`] — recording → Whisper → extraction; the `call.analyze` job.
 //! * [`eval`] — scores against the labelled development calls.
 //! * [`trackers`] — topic trackers from `trackers.toml` and where each fired.
@@ -26,7 +29,9 @@ pub mod grounding;
 pub mod pipeline;
 pub mod playbook;
 pub mod records;
+pub mod relabel;
 pub mod search;
+pub mod speakers;
 pub mod tasks;
 pub mod trackers;
 pub mod transcript;

@@ -6,9 +6,11 @@ use std::path::Path;
 use super::dates::Date;
 use super::extract::{Extraction, extract};
 use super::records;
+use super::speakers;
 use super::transcript::{CallTranscript, Participant};
 use crate::asr::{self, Channels, Language};
 use crate::config::Config;
+use crate::diarize::DiarizeOptions;
 use crate::engines::Engines;
 use crate::error::Result;
 
@@ -25,24 +27,51 @@ pub struct CallInfo {
 /// Share of the progress bar taken by transcription.
 const ASR_SHARE: f32 = 0.6;
 
-/// Transcribes a recording into a call transcript (segments unattributed unless split per
-/// channel).
+/// Share of the transcription step taken by Whisper (the rest is diarization).
+const WHISPER_SHARE: f32 = 0.85;
+
+/// Transcribes a recording into a call transcript. Split channels: channel `i` is
+/// `participants[i]`. Mixed (mono): the audio is decoded once, Whisper and the diarizer both
+/// run on it, and segments get speaker labels mapped to participants on clear evidence
+/// ([`super::speakers`]).
 pub fn transcribe(
     engines: &Engines,
     path: &Path,
     info: &CallInfo,
     progress: &dyn Fn(f32),
 ) -> Result<CallTranscript> {
-    // A corrupt or unsupported file fails here, before any model is loaded.
-    let mut reader = asr::AudioReader::open(path, info.channels)?;
-    let transcriber = engines.transcriber()?;
+    // The participants' names as Whisper's vocabulary: spelled right, they can be recognised
+    // as introductions and addresses (and read right in the transcript).
+    let names: Vec<&str> = info.participants.iter().map(|p| p.name.as_str()).collect();
     let req = asr::TranscribeRequest {
         language: info.language,
+        vocabulary: (!names.is_empty()).then(|| names.join(", ")),
         ..Default::default()
     };
-    let asr = transcriber.transcribe_reader(&mut reader, &req, &|p| progress(p * ASR_SHARE))?;
-    Ok(CallTranscript::from_asr(
+    if info.channels == Channels::Split {
+        // A corrupt or unsupported file fails here, before any model is loaded.
+        let mut reader = asr::AudioReader::open(path, info.channels)?;
+        let transcriber = engines.transcriber()?;
+        let asr = transcriber.transcribe_reader(&mut reader, &req, &|p| progress(p * ASR_SHARE))?;
+        return Ok(CallTranscript::from_asr(
+            &asr,
+            info.participants.clone(),
+            info.call_date,
+        ));
+    }
+    let audio = asr::decode_file(path, Channels::Mix)?;
+    let transcriber = engines.transcriber()?;
+    let diarizer = engines.diarizer()?;
+    let asr = transcriber.transcribe(&audio, &req, &|p| progress(p * ASR_SHARE * WHISPER_SHARE))?;
+    let opts = DiarizeOptions {
+        speakers: (!info.participants.is_empty()).then_some(info.participants.len()),
+        ..DiarizeOptions::default()
+    };
+    let turns = diarizer.diarize(audio.channel(0), &opts)?;
+    progress(ASR_SHARE);
+    Ok(speakers::attribute(
         &asr,
+        &turns,
         info.participants.clone(),
         info.call_date,
     ))
@@ -182,5 +211,76 @@ impl Analyzer {
                 serde_json::json!({"delivered": false, "error": e.to_string()})
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::asr::testutil::{shared_dir, write_wav};
+    use crate::calls::transcript::Side;
+    use crate::diarize::eval::read_turns;
+    use crate::models::Manifest;
+
+    /// A recording of one voice only: five turns of one speaker of a dev call, with pauses.
+    fn one_voice(dir: &Path) -> std::path::PathBuf {
+        let call = shared_dir().join("eval/calls/en-02");
+        let audio = asr::decode_file(&call.join("call.wav"), Channels::Mix).unwrap();
+        let wav = audio.channel(0);
+        let mut out = Vec::new();
+        for t in read_turns(&call.join("turns.tsv"))
+            .unwrap()
+            .into_iter()
+            .filter(|t| t.speaker == 0)
+            .take(5)
+        {
+            out.extend_from_slice(&wav[t.start_ms as usize * 16..t.end_ms as usize * 16]);
+            out.extend(std::iter::repeat_n(0.0, 16 * 700));
+        }
+        let path = dir.join("one-voice.wav");
+        write_wav(&path, 16_000, &[out]);
+        path
+    }
+
+    #[test]
+    fn a_one_speaker_recording_gets_one_label() {
+        let config = Arc::new(Config::default());
+        let engines = Engines::new(config, Arc::new(Manifest::builtin()));
+        let dir = tempfile::tempdir().unwrap();
+        let path = one_voice(dir.path());
+        let mut info = CallInfo {
+            language: asr::Language::En,
+            ..CallInfo::default()
+        };
+        // Nobody named: the count is estimated, one label, mapped to nobody.
+        let t = transcribe(&engines, &path, &info, &|_| {}).unwrap();
+        t.validate().unwrap();
+        assert!(t.segments.len() >= 3, "{t:#?}");
+        assert_eq!(t.speakers, [("Speaker 1".to_string(), None)].into());
+        assert!(
+            t.segments
+                .iter()
+                .all(|s| s.speaker.as_deref() == Some("Speaker 1")),
+            "{t:#?}"
+        );
+        // One participant given: the one speaker is that participant.
+        info.participants = vec![Participant {
+            name: "Lena Hoffmann".into(),
+            side: Side::Seller,
+            role: None,
+        }];
+        let t = transcribe(&engines, &path, &info, &|_| {}).unwrap();
+        assert_eq!(
+            t.speakers["Speaker 1"].as_deref(),
+            Some("Lena Hoffmann"),
+            "{t:#?}"
+        );
+        assert!(
+            t.segments
+                .iter()
+                .all(|s| s.speaker.as_deref() == Some("Lena Hoffmann"))
+        );
     }
 }

@@ -218,13 +218,15 @@ pub async fn save_transcript(
         .execute(&mut *tx)
         .await?;
     sqlx::query(
-        "INSERT INTO transcripts (call_id, language, model_id, segments, created_at) VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO transcripts (call_id, language, model_id, segments, created_at, speakers) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(call_id)
     .bind(&t.language)
     .bind(model_id)
     .bind(serde_json::to_string(&t.segments).expect("segments serialize"))
     .bind(now_ms())
+    .bind(serde_json::to_string(&t.speakers).expect("speakers serialize"))
     .execute(&mut *tx)
     .await?;
     sqlx::query("UPDATE calls SET language = $1 WHERE id = $2")
@@ -238,14 +240,20 @@ pub async fn save_transcript(
 
 /// The call's transcript, if it has one yet.
 pub async fn transcript(db: &Db, call: &Call) -> Result<Option<CallTranscript>> {
-    let row = sqlx::query("SELECT language, segments FROM transcripts WHERE call_id = $1")
-        .bind(&call.id)
-        .fetch_optional(db.pool())
-        .await?;
+    let row =
+        sqlx::query("SELECT language, segments, speakers FROM transcripts WHERE call_id = $1")
+            .bind(&call.id)
+            .fetch_optional(db.pool())
+            .await?;
     let Some(row) = row else { return Ok(None) };
+    let bad = |e: serde_json::Error| Error::Internal(format!("stored transcript: {e}"));
     let segments: String = row.try_get("segments")?;
-    let segments: Vec<Segment> = serde_json::from_str(&segments)
-        .map_err(|e| Error::Internal(format!("stored transcript: {e}")))?;
+    let segments: Vec<Segment> = serde_json::from_str(&segments).map_err(bad)?;
+    let speakers: Option<String> = row.try_get("speakers")?;
+    let speakers = match speakers {
+        Some(s) => serde_json::from_str(&s).map_err(bad)?,
+        None => Default::default(),
+    };
     Ok(Some(CallTranscript {
         call_id: Some(call.id.clone()),
         language: row.try_get("language")?,
@@ -253,6 +261,7 @@ pub async fn transcript(db: &Db, call: &Call) -> Result<Option<CallTranscript>> 
         title: call.title.clone(),
         participants: call.participants.clone(),
         segments,
+        speakers,
     }))
 }
 

@@ -18,8 +18,9 @@ pub struct Task {
     pub call_id: String,
     /// The insight (commitment) it comes from: the link to its quote.
     pub insight_id: String,
+    /// A participant, or a diarized speaker label ("Speaker 2") until the call is relabelled.
     pub owner: String,
-    /// `seller` or `customer`.
+    /// `seller`, `customer`, or `unknown` while the owner is an unmapped speaker label.
     pub side: String,
     pub action: String,
     /// `YYYY-MM-DD` or none.
@@ -32,6 +33,15 @@ pub struct Task {
     pub updated_at: i64,
 }
 
+/// A side as stored in `tasks.side`: `seller`, `customer` or `unknown`.
+pub fn side_name(side: Option<Side>) -> &'static str {
+    match side {
+        Some(Side::Seller) => "seller",
+        Some(Side::Customer) => "customer",
+        None => "unknown",
+    }
+}
+
 impl Task {
     /// An open task for a commitment.
     pub fn from_commitment(call_id: &str, insight_id: &str, c: &Commitment) -> Task {
@@ -41,11 +51,7 @@ impl Task {
             call_id: call_id.to_string(),
             insight_id: insight_id.to_string(),
             owner: c.owner.clone(),
-            side: match c.side {
-                Side::Seller => "seller",
-                Side::Customer => "customer",
-            }
-            .into(),
+            side: side_name(c.side).into(),
             action: c.action.clone(),
             due_date: c.due_date.map(|d| d.to_string()),
             status: "open".into(),

@@ -1,8 +1,10 @@
 //! The transcript model and the import of the JSON format other tools write
 //! (documented in the README: `call_id`, `language`, `call_date`, `title`, `participants`,
-//! `segments`). Import validates everything, so downstream code can rely on it: speakers are
-//! participants (or unattributed), times are ordered, the call date is a real date.
+//! `segments`, optionally `speakers`). Import validates everything, so downstream code can rely
+//! on it: speakers are participants, diarized speaker labels not yet mapped to one, or
+//! unattributed; times are ordered; the call date is a real date.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -31,9 +33,14 @@ pub struct Participant {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Segment {
     pub id: u32,
-    /// A participant's name; `None` when not attributed (ASR without participants).
+    /// A participant's name, or a diarized speaker label ("Speaker 2") that is not mapped to a
+    /// participant yet; `None` when not attributed.
     #[serde(default)]
     pub speaker: Option<String>,
+    /// The diarized speaker ("Speaker 1", numbered by first appearance) of a mono recording; it
+    /// stays when the speaker is mapped to a participant or relabelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
     pub start_ms: u64,
     pub end_ms: u64,
     pub text: String,
@@ -55,6 +62,10 @@ pub struct CallTranscript {
     #[serde(default)]
     pub participants: Vec<Participant>,
     pub segments: Vec<Segment>,
+    /// Diarized speaker labels and the participant each is mapped to (`null`: not known yet;
+    /// `PUT /calls/{id}/speakers` relabels). Empty without diarization.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub speakers: BTreeMap<String, Option<String>>,
 }
 
 impl CallTranscript {
@@ -95,6 +106,7 @@ impl CallTranscript {
                     .channel
                     .and_then(|c| participants.get(c as usize))
                     .map(|p| p.name.clone()),
+                label: None,
                 start_ms: s.start_ms,
                 end_ms: s.end_ms,
                 text: s.text.trim().to_string(),
@@ -107,6 +119,7 @@ impl CallTranscript {
             title: String::new(),
             participants,
             segments,
+            speakers: BTreeMap::new(),
         }
     }
 
@@ -133,12 +146,35 @@ impl CallTranscript {
                 return bad(format!("participant {:?} is listed twice", p.name));
             }
         }
+        for (label, name) in &self.speakers {
+            if self.participant(label).is_some() {
+                return bad(format!(
+                    "speaker label {label:?} is also a participant's name: labels are \"Speaker N\""
+                ));
+            }
+            if let Some(name) = name
+                && self.participant(name).is_none()
+            {
+                return bad(format!(
+                    "speaker label {label:?} is mapped to {name:?}, who is not among the participants"
+                ));
+            }
+        }
         for s in &self.segments {
             if s.end_ms < s.start_ms {
                 return bad(format!("segment {} ends before it starts", s.id));
             }
+            if let Some(label) = &s.label
+                && !self.speakers.contains_key(label)
+            {
+                return bad(format!(
+                    "segment {} has speaker label {label:?}, which is not in `speakers`",
+                    s.id
+                ));
+            }
             if let Some(speaker) = &s.speaker
                 && self.participant(speaker).is_none()
+                && self.unmapped_label(speaker).is_none()
             {
                 return bad(format!(
                     "segment {} is spoken by {speaker:?}, who is not among the participants",
@@ -147,6 +183,43 @@ impl CallTranscript {
             }
         }
         Ok(())
+    }
+
+    /// `label` as stored, when it is a diarized speaker label not mapped to a participant.
+    pub fn unmapped_label(&self, label: &str) -> Option<&str> {
+        self.speakers
+            .iter()
+            .find(|(l, p)| p.is_none() && same_name(l, label))
+            .map(|(l, _)| l.as_str())
+    }
+
+    /// Who spoke a segment: a participant (with their side) or an unmapped speaker label
+    /// (side unknown); `None` when the segment is unattributed.
+    pub fn speaker_of(&self, segment: &Segment) -> Option<(String, Option<Side>)> {
+        let name = segment.speaker.as_deref()?;
+        match self.participant(name) {
+            Some(p) => Some((p.name.clone(), Some(p.side))),
+            None => self.unmapped_label(name).map(|l| (l.to_string(), None)),
+        }
+    }
+
+    /// Whether `name` may own an item of this call: a participant, or a diarized speaker label
+    /// not yet mapped to one.
+    pub fn is_speaker(&self, name: &str) -> bool {
+        self.participant(name).is_some() || self.unmapped_label(name).is_some()
+    }
+
+    /// Sets every labelled segment's speaker from the `speakers` map: the mapped participant,
+    /// else the label itself.
+    pub fn apply_speakers(&mut self) {
+        for s in &mut self.segments {
+            if let Some(label) = &s.label {
+                s.speaker = Some(match self.speakers.get(label) {
+                    Some(Some(name)) => name.clone(),
+                    _ => label.clone(),
+                });
+            }
+        }
     }
 
     /// The participant with this name (case and spacing ignored).

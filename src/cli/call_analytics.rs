@@ -1,4 +1,4 @@
-//! `dealdesk calls analytics` and `dealdesk calls search`: the caller's scope applies as in
+//! `dealdesk calls analytics|search|relabel`: the caller's scope applies as in
 //! the API; the CLI acts as a named user (`--as`, default: the `--rep` given).
 
 use clap::{Args, Subcommand};
@@ -18,6 +18,8 @@ pub enum CallsCommand {
     Analytics(AnalyticsArgs),
     /// Find moments in the transcripts of the calls you may see (English or Mandarin).
     Search(SearchArgs),
+    /// Map a call's diarized speaker labels to participants; re-attributes its items, audited.
+    Relabel(super::calls::RelabelArgs),
 }
 
 #[derive(Args, Debug)]
@@ -115,6 +117,7 @@ pub async fn calls_cmd(config: &Config, cmd: CallsCommand) -> Result<()> {
                 }
             }
         }
+        CallsCommand::Relabel(args) => super::calls::relabel_cmd(&db, args).await?,
         CallsCommand::Search(s) => {
             let user = acting(&db, s.user.as_deref(), s.rep.as_deref()).await?;
             let req = SearchRequest {

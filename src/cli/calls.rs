@@ -1,4 +1,4 @@
-//! `dealdesk analyze`, `dealdesk extract`, `dealdesk eval calls`.
+//! `dealdesk analyze`, `dealdesk extract`, `dealdesk eval calls`, `dealdesk calls …`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,6 +10,7 @@ use crate::calls::dates::Date;
 use crate::calls::eval::{self, Source};
 use crate::calls::extract::Extraction;
 use crate::calls::pipeline::{self, CallInfo};
+use crate::calls::relabel;
 use crate::calls::transcript::{CallTranscript, Participant, Side};
 use crate::config::Config;
 use crate::engines::Engines;
@@ -59,6 +60,57 @@ pub struct EvalCallsArgs {
     pub calls: Vec<String>,
     #[arg(long)]
     pub json: bool,
+}
+
+/// `dealdesk calls relabel`: map a call's diarized speaker labels to participants
+/// ("Speaker 1=Daniel Okafor"; "Speaker 2=" unmaps). Re-attributes the transcript,
+/// commitments, objections and tasks without rerunning the model; audited.
+#[derive(Args, Debug)]
+pub struct RelabelArgs {
+    /// The call id.
+    pub id: String,
+    /// LABEL=PARTICIPANT, repeated.
+    #[arg(required = true)]
+    pub assignments: Vec<String>,
+    /// The user acting (name or id); they must be able to see the call.
+    #[arg(long = "as")]
+    pub user: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `dealdesk calls relabel`.
+pub async fn relabel_cmd(db: &crate::store::Db, args: RelabelArgs) -> Result<()> {
+    let user = crate::users::active(db, &args.user).await?;
+    let changes = relabel::parse_assignments(&args.assignments)?;
+    let out = relabel::relabel(db, &user, &args.id, &changes).await?;
+    if args.json {
+        print_json(&out);
+        return Ok(());
+    }
+    for (label, name) in &out.speakers {
+        println!("{label} → {}", name.as_deref().unwrap_or("(unmapped)"));
+    }
+    let waiting = out
+        .insights
+        .commitments
+        .iter()
+        .filter(|c| c.needs_relabel)
+        .count()
+        + out
+            .insights
+            .objections
+            .iter()
+            .filter(|o| o.needs_relabel)
+            .count();
+    println!(
+        "{} commitments, {} objections ({} removed: raised by the seller side); {waiting} \
+         still owned by an unmapped speaker",
+        out.insights.commitments.len(),
+        out.insights.objections.len(),
+        out.objections_removed
+    );
+    Ok(())
 }
 
 fn engines(config: &Config) -> Result<Engines> {
@@ -165,8 +217,12 @@ fn print_analysis(t: Option<&CallTranscript>, ex: &Extraction, json: bool) {
             .map(|d| d.to_string())
             .unwrap_or_else(|| "no date".into());
         println!(
-            "  - {} ({:?}): {} — due {due}\n    \"{}\" (turn {})",
-            c.owner, c.side, c.action, c.quote, c.turn
+            "  - {} ({}): {} — due {due}\n    \"{}\" (turn {})",
+            c.owner,
+            crate::calls::tasks::side_name(c.side),
+            c.action,
+            c.quote,
+            c.turn
         );
     }
     println!("Objections ({}):", ex.objections.len());
@@ -204,13 +260,9 @@ fn print_analysis(t: Option<&CallTranscript>, ex: &Extraction, json: bool) {
 
 pub fn eval(config: &Config, args: EvalCallsArgs) -> Result<()> {
     let engines = engines(config)?;
-    let transcriber;
     let source = match args.from.as_str() {
         "transcript" => Source::Transcript,
-        "audio" => {
-            transcriber = engines.transcriber()?;
-            Source::Audio(&transcriber)
-        }
+        "audio" => Source::Audio(&engines),
         other => {
             return Err(Error::InvalidInput(format!(
                 "--from {other:?}: use transcript or audio"
@@ -256,5 +308,17 @@ pub fn eval(config: &Config, args: EvalCallsArgs) -> Result<()> {
         report.injection_failures,
         report.seconds
     );
+    if let Some(a) = report.attribution {
+        println!(
+            "speakers: {}/{} segments attributed to a participant ({} to the right one); {}/{} \
+             items owned by a participant ({} the right one), the rest by an unmapped label",
+            a.segments_mapped,
+            a.segments,
+            a.segments_correct,
+            a.items_with_participant,
+            a.items,
+            a.items_owner_correct
+        );
+    }
     Ok(())
 }

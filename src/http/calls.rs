@@ -14,6 +14,7 @@ use crate::asr;
 use crate::calls::dates::Date;
 use crate::calls::pipeline::ANALYZE_JOB;
 use crate::calls::records::{self, Call, Insights, NewCall};
+use crate::calls::relabel::{self, Relabelled};
 use crate::calls::tasks::{self, Task};
 use crate::calls::transcript::{CallTranscript, Participant};
 use crate::error::{Error, Result};
@@ -424,4 +425,22 @@ pub async fn recording(
         header::HeaderValue::from_static("private, max-age=3600"),
     );
     Ok(response)
+}
+
+/// Maps the call's diarized speaker labels to participants (`null` unmaps a label); the
+/// transcript, commitments, objections and tasks are re-attributed and the change is audited.
+#[utoipa::path(put, path = "/calls/{id}/speakers", tag = "calls", security(("token" = [])),
+    params(("id" = String, Path, description = "Call id")),
+    request_body(content = Object, description = "{\"Speaker 1\": \"Daniel Okafor\", \"Speaker 2\": null}"),
+    responses((status = 200, body = Relabelled), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn relabel_speakers(
+    State(state): State<AppState>,
+    Extension(Caller(user)): Extension<Caller>,
+    Path(id): Path<String>,
+    Json(changes): Json<std::collections::BTreeMap<String, Option<String>>>,
+) -> Result<Json<Relabelled>> {
+    Ok(Json(
+        relabel::relabel(&state.db, &user, &id, &changes).await?,
+    ))
 }

@@ -21,7 +21,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::Method;
 use axum::middleware::from_fn_with_state;
-use axum::routing::{MethodRouter, get, post};
+use axum::routing::{MethodRouter, get, post, put};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower_http::trace::TraceLayer;
@@ -198,6 +198,10 @@ pub fn routes() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             spec(M::GET, "/calls/{id}/recording", CALLS),
             get(calls::recording),
         ),
+        (
+            spec(M::PUT, "/calls/{id}/speakers", CALLS),
+            put(calls::relabel_speakers),
+        ),
     ]
 }
 
@@ -279,7 +283,8 @@ pub fn router(state: AppState) -> Router {
         analytics::call,
         analytics::range,
         analytics::search,
-        calls::recording
+        calls::recording,
+        calls::relabel_speakers
     ),
     modifiers(&BearerAuth)
 )]

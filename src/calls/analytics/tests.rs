@@ -13,6 +13,7 @@ fn seg(id: u32, speaker: Option<&str>, start_ms: u64, end_ms: u64, text: &str) -
         start_ms,
         end_ms,
         text: text.into(),
+        label: None,
     }
 }
 
@@ -38,6 +39,7 @@ fn transcript(
         title: "t".into(),
         participants,
         segments,
+        speakers: Default::default(),
     }
 }
 

@@ -20,7 +20,8 @@ fn gold() -> Gold {
 fn commitment(owner: &str, quote: &str, due: Option<&str>) -> Commitment {
     Commitment {
         owner: owner.into(),
-        side: Side::Seller,
+        side: Some(Side::Seller),
+        needs_relabel: false,
         action: String::new(),
         due_date: due.map(|d| Date::parse(d).unwrap()),
         due_text: None,
@@ -85,6 +86,7 @@ fn scores_follow_the_matching_rule() {
         vec![Objection {
             category: Category::Budget,
             raised_by: "Tom Berg".into(),
+            needs_relabel: false,
             quote: "Your price is too high.".into(),
             turn: 0,
             start_ms: 0,

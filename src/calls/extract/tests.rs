@@ -50,18 +50,21 @@ fn call(turns: &[(&str, &str)]) -> CallTranscript {
             .map(|(i, (speaker, text))| Segment {
                 id: i as u32,
                 speaker: Some(speaker.to_string()),
+                label: None,
                 start_ms: i as u64 * 5000,
                 end_ms: i as u64 * 5000 + 4000,
                 text: text.to_string(),
             })
             .collect(),
+        speakers: Default::default(),
     }
 }
 
 fn commitment(owner: &str, quote: &str, turn: u32) -> Commitment {
     Commitment {
         owner: owner.into(),
-        side: Side::Seller,
+        side: Some(Side::Seller),
+        needs_relabel: false,
         action: action_of(quote, None),
         due_date: None,
         due_text: None,
@@ -154,6 +157,7 @@ fn objections_come_from_the_customer_once_per_concern() {
     let objection = |who: &str, quote: &str, turn: u32| Objection {
         category: Category::Price,
         raised_by: who.into(),
+        needs_relabel: false,
         quote: quote.into(),
         turn,
         start_ms: 0,
@@ -289,7 +293,7 @@ fn not_a_commitment_cases_yield_no_commitment() {
         "{:#?}",
         out.commitments
     );
-    assert_eq!(out.commitments[0].side, Side::Customer);
+    assert_eq!(out.commitments[0].side, Some(Side::Customer));
     assert_eq!(
         out.commitments[1]
             .due_date

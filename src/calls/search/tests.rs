@@ -39,6 +39,7 @@ async fn add_call(
         title: title.into(),
         participants,
         segments: segments(lines),
+        speakers: Default::default(),
     };
     records::import(db, owner, &t).await.unwrap().id
 }
@@ -53,6 +54,7 @@ fn segments(lines: &[(Option<&str>, &str)]) -> Vec<Segment> {
             start_ms: i as u64 * 5_000,
             end_ms: i as u64 * 5_000 + 4_000,
             text: text.to_string(),
+            label: None,
         })
         .collect()
 }
@@ -257,6 +259,7 @@ async fn filters_by_customer_date_tracker_and_objection_category() {
         resolved: false,
         answer: "…".into(),
         confidence: 0.9,
+        needs_relabel: false,
     };
     sqlx::query(
         "INSERT INTO insights (id, call_id, kind, body, quote, start_ms, end_ms, created_at) \

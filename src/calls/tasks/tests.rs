@@ -8,7 +8,8 @@ use crate::calls::dates::Date;
 fn task(action: &str, due: Option<&str>) -> Task {
     let c = Commitment {
         owner: "Lena Hoffmann".into(),
-        side: Side::Seller,
+        side: Some(Side::Seller),
+        needs_relabel: false,
         action: action.into(),
         due_date: due.map(|d| Date::parse(d).unwrap()),
         due_text: None,
