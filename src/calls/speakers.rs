@@ -327,70 +327,7 @@ fn word_starts(text: &str, at: usize) -> bool {
         .is_none_or(|c| !c.is_alphanumeric())
 }
 
-/// Words a turn may open with before a self-introduction or an addressed name.
-const EN_OPENERS: [&str; 38] = [
-    "good morning",
-    "good afternoon",
-    "good evening",
-    "morning",
-    "afternoon",
-    "evening",
-    "hello",
-    "hi",
-    "hey",
-    "thank you very much",
-    "thank you so much",
-    "thanks so much",
-    "thanks a lot",
-    "thank you",
-    "thanks",
-    "many thanks",
-    "cheers",
-    "welcome",
-    "nice to meet you",
-    "great to meet you",
-    "good to see you",
-    "sure",
-    "okay",
-    "ok",
-    "yes",
-    "yeah",
-    "right",
-    "great",
-    "well",
-    "oh",
-    "sorry",
-    "of course",
-    "absolutely",
-    "fair enough",
-    "good point",
-    "exactly",
-    "and",
-    "so",
-];
-const ZH_OPENERS: [&str; 20] = [
-    "早上好",
-    "下午好",
-    "晚上好",
-    "您好",
-    "你好",
-    "大家好",
-    "谢谢",
-    "感谢",
-    "好的",
-    "好",
-    "嗯",
-    "对",
-    "是的",
-    "是",
-    "哈哈",
-    "哎",
-    "啊",
-    "那",
-    "明白",
-    "没问题",
-];
-/// Of the openers, those that thank or greet (a reply to the one addressed).
+/// Openers that thank or greet (a reply to the one addressed), English and Mandarin.
 const ACKS: [&str; 27] = [
     "good morning",
     "good afternoon",
@@ -420,6 +357,40 @@ const ACKS: [&str; 27] = [
     "谢谢",
     "感谢",
 ];
+/// The other words a turn may open with before a self-introduction or an addressed name.
+const OTHER_OPENERS: [&str; 31] = [
+    "welcome",
+    "sure",
+    "okay",
+    "ok",
+    "yes",
+    "yeah",
+    "right",
+    "great",
+    "well",
+    "oh",
+    "sorry",
+    "of course",
+    "absolutely",
+    "fair enough",
+    "good point",
+    "exactly",
+    "and",
+    "so",
+    "大家好",
+    "好的",
+    "好",
+    "嗯",
+    "对",
+    "是的",
+    "是",
+    "哈哈",
+    "哎",
+    "啊",
+    "那",
+    "明白",
+    "没问题",
+];
 
 fn is_separator(c: char) -> bool {
     c.is_whitespace() || ",.!?;:—–-，。！？；：、…".contains(c)
@@ -431,7 +402,7 @@ fn skip_openers(mut text: &str) -> (&str, bool) {
     let mut ack = false;
     loop {
         let trimmed = text.trim_start_matches(is_separator);
-        let opener = EN_OPENERS.iter().chain(ZH_OPENERS.iter()).find(|o| {
+        let opener = ACKS.iter().chain(OTHER_OPENERS.iter()).find(|o| {
             trimmed.starts_with(**o) && (o.chars().any(is_cjk) || word_ends(trimmed, o.len()))
         });
         match opener {
