@@ -245,15 +245,9 @@ pub async fn authenticate(db: &Db, token: &str) -> Result<User> {
 mod tests {
     use super::*;
 
-    async fn db() -> (tempfile::TempDir, Db) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("dd.db").display());
-        (dir, Db::connect(&url, 2).await.unwrap())
-    }
-
     #[tokio::test]
     async fn tokens_authenticate_until_revoked_and_are_stored_hashed() {
-        let (_dir, db) = db().await;
+        let (_dir, db) = crate::store::temp_db().await;
         let new = add(&db, "Ana", Role::Rep, "emea").await.unwrap();
         assert!(new.token.starts_with("ddk_") && new.token.len() == 68);
         let who = authenticate(&db, &new.token).await.unwrap();

@@ -260,13 +260,6 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    async fn db() -> (tempfile::TempDir, Db) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
-        let db = Db::connect(&url, 4).await.unwrap();
-        (dir, db)
-    }
-
     async fn append_n(db: &Db, n: usize) {
         for i in 0..n {
             let mut tx = db.pool().begin().await.unwrap();
@@ -288,7 +281,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_untouched_chain_verifies() {
-        let (_dir, db) = db().await;
+        let (_dir, db) = crate::store::temp_db().await;
         append_n(&db, 5).await;
         let report = verify(&db).await.unwrap();
         assert_eq!(report.events, 5);
@@ -298,7 +291,7 @@ mod tests {
 
     #[tokio::test]
     async fn editing_a_row_directly_breaks_the_chain_at_that_row() {
-        let (_dir, db) = db().await;
+        let (_dir, db) = crate::store::temp_db().await;
         append_n(&db, 5).await;
         sqlx::query(
             "UPDATE audit_events SET after_state = '{\"state\":\"rejected\"}' WHERE seq = 3",
@@ -313,7 +306,7 @@ mod tests {
 
     #[tokio::test]
     async fn deleting_rows_is_detected() {
-        let (_dir, db) = db().await;
+        let (_dir, db) = crate::store::temp_db().await;
         append_n(&db, 4).await;
         sqlx::query("DELETE FROM audit_events WHERE seq = 2")
             .execute(db.pool())
@@ -330,7 +323,7 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_appends_form_one_chain() {
-        let (_dir, db) = db().await;
+        let (_dir, db) = crate::store::temp_db().await;
         let tasks: Vec<_> = (0..4)
             .map(|_| {
                 let db = db.clone();

@@ -120,6 +120,14 @@ pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
+/// A migrated SQLite database in a fresh temporary directory (kept alive by the `TempDir`).
+#[cfg(test)]
+pub(crate) async fn temp_db() -> (tempfile::TempDir, Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("dd.db").display());
+    (dir, Db::connect(&url, 4).await.unwrap())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -148,15 +148,9 @@ mod tests {
     use super::*;
     use crate::users::Role;
 
-    async fn db() -> (tempfile::TempDir, Db) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("dd.db").display());
-        (dir, Db::connect(&url, 2).await.unwrap())
-    }
-
     #[tokio::test]
     async fn a_session_lives_until_it_expires_or_ends_and_stores_only_the_ids_hash() {
-        let (_dir, db) = db().await;
+        let (_dir, db) = crate::store::temp_db().await;
         let new = users::add(&db, "Ana", Role::Rep, "emea").await.unwrap();
         assert!(start(&db, "ddk_wrong", 12).await.is_err());
         let (id, s) = start(&db, &new.token, 12).await.unwrap();
