@@ -229,7 +229,13 @@ pub async fn guard(
         };
         let given = session::csrf_field(&bytes).unwrap_or("");
         if new_pre.is_some() || !session::csrf_matches(&page.csrf, given) {
-            return pages::error_page(t, Some(&page), StatusCode::FORBIDDEN, t.s("error.csrf"));
+            return pages::error_page_saying(
+                t,
+                Some(&page),
+                StatusCode::FORBIDDEN,
+                Some("error.csrf"),
+                "",
+            );
         }
         Body::from(bytes)
     };

@@ -62,11 +62,24 @@ struct ErrorPage {
     p: Page,
     status: u16,
     title: &'static str,
-    message: String,
+    summary: &'static str,
+    detail: String,
 }
 
-/// The error page for `status`, with the domain's `message` when there is one.
-pub fn error_page(t: Tr, page: Option<&Page>, status: StatusCode, message: &str) -> Response {
+/// The error page for `status`: what happened in the user's language and, when the domain
+/// said more, its exact message beneath (domain messages are English, the API's contract).
+pub fn error_page(t: Tr, page: Option<&Page>, status: StatusCode, detail: &str) -> Response {
+    error_page_saying(t, page, status, None, detail)
+}
+
+/// The error page with a specific `summary` string key instead of the status's default one.
+pub fn error_page_saying(
+    t: Tr,
+    page: Option<&Page>,
+    status: StatusCode,
+    summary: Option<&'static str>,
+    detail: &str,
+) -> Response {
     let p = page.cloned().unwrap_or(Page {
         t,
         lang: t.0,
@@ -79,19 +92,17 @@ pub fn error_page(t: Tr, page: Option<&Page>, status: StatusCode, message: &str)
         403 => ("error.forbidden_title", "error.forbidden"),
         404 => ("error.not_found_title", "error.not_found"),
         409 => ("error.conflict_title", "error.conflict"),
-        400 | 413 | 422 => ("error.invalid_title", "error.invalid"),
+        413 => ("error.too_large_title", "error.too_large"),
+        400 | 422 => ("error.invalid_title", "error.invalid"),
+        503 => ("error.unavailable_title", "error.unavailable"),
         _ => ("error.failed_title", "error.failed"),
-    };
-    let message = if message.is_empty() {
-        t.s(default).to_string()
-    } else {
-        message.to_string()
     };
     let page = ErrorPage {
         title: t.s(title),
         p,
         status: status.as_u16(),
-        message,
+        summary: t.s(summary.unwrap_or(default)),
+        detail: detail.to_string(),
     };
     (status, render(&page)).into_response()
 }
@@ -788,6 +799,34 @@ pub async fn audit(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn error_pages_say_what_happened_in_the_page_language_and_keep_the_detail() {
+        let zh = Tr(Lang::Zh);
+        let response = error_page(
+            zh,
+            None,
+            StatusCode::BAD_REQUEST,
+            "unsupported audio format: expected wav, mp3, m4a, ogg or flac",
+        );
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let html = String::from_utf8(body.to_vec()).unwrap();
+        assert!(html.contains(zh.s("error.invalid_title")), "{html}");
+        assert!(html.contains(zh.s("error.invalid")), "{html}");
+        assert!(html.contains("unsupported audio format"), "{html}");
+        assert!(html.contains(zh.s("error.detail")), "{html}");
+
+        let csrf = error_page_saying(zh, None, StatusCode::FORBIDDEN, Some("error.csrf"), "");
+        let body = axum::body::to_bytes(csrf.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let html = String::from_utf8(body.to_vec()).unwrap();
+        assert!(html.contains(zh.s("error.csrf")), "{html}");
+        assert!(!html.contains(zh.s("error.detail")), "{html}");
+    }
 
     #[test]
     fn quotes_are_highlighted_where_they_occur() {
