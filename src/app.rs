@@ -17,6 +17,9 @@ use crate::review;
 use crate::store::Db;
 use crate::store::blobs::BlobStore;
 
+/// How often each process applies other processes' bid writes to its own index.
+const FOLLOW_PERIOD: Duration = Duration::from_millis(250);
+
 /// Job kind: re-hash every stored upload (`POST /admin/blobs/verify`).
 pub const BLOB_VERIFY_JOB: &str = "blob.verify";
 
@@ -85,32 +88,74 @@ pub async fn serve(config: Config) -> Result<()> {
     let addr = listener
         .local_addr()
         .map_err(|e| Error::Internal(e.to_string()))?;
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let jobs = &state.config.jobs;
-    let workers = spawn_workers(
-        state.jobs.clone(),
-        job_registry(&state),
-        jobs.workers,
-        Duration::from_millis(jobs.poll_ms),
-        stop_rx.clone(),
-    );
+    let stop_rx = stop_on_signal();
+    let workers = start_workers(&state, stop_rx.clone());
     tokio::spawn(review::run_governance(
         state.db.clone(),
         state.rules.clone(),
         state.config.clone(),
         stop_rx.clone(),
     ));
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        tracing::info!("shutting down");
-        let _ = stop_tx.send(true);
-    });
-    tracing::info!(%addr, workers = jobs.workers, "dealdesk is serving");
+    tracing::info!(%addr, workers = state.config.jobs.workers, "dealdesk is serving");
     // Scripts and tests read this line to learn the URL (the port may be chosen by the OS).
     println!("dealdesk listening on http://{addr}");
     let served = crate::http::serve(listener, state, stop_rx).await;
     workers.join().await;
     served
+}
+
+/// Runs `jobs.workers` workers and nothing else until SIGINT/SIGTERM: a worker process beside
+/// API processes on a shared database (`dealdesk worker`). Each running job finishes or is
+/// released for another worker before it exits.
+pub async fn work(config: Config) -> Result<()> {
+    let state = build_state(config).await?;
+    if state.config.jobs.workers == 0 {
+        return Err(Error::Config(
+            "jobs.workers is 0, so `dealdesk worker` would do nothing; set it (or --workers) to 1 or more".into(),
+        ));
+    }
+    let workers = start_workers(&state, stop_on_signal());
+    tracing::info!(
+        workers = state.config.jobs.workers,
+        "dealdesk worker is running"
+    );
+    // Scripts and tests read this line to know the worker is up.
+    println!(
+        "dealdesk worker running {} workers",
+        state.config.jobs.workers
+    );
+    workers.join().await;
+    Ok(())
+}
+
+/// The job workers of this process, with every job kind's handler, and the follower that keeps
+/// its bid index current (drafting jobs search it too).
+fn start_workers(state: &AppState, stop: watch::Receiver<bool>) -> crate::jobs::WorkerPool {
+    tokio::spawn(
+        state
+            .bids
+            .clone()
+            .follow_changes(FOLLOW_PERIOD, stop.clone()),
+    );
+    let jobs = &state.config.jobs;
+    spawn_workers(
+        state.jobs.clone(),
+        job_registry(state),
+        jobs.workers,
+        Duration::from_millis(jobs.poll_ms),
+        stop,
+    )
+}
+
+/// A channel that turns true on SIGINT/SIGTERM.
+fn stop_on_signal() -> watch::Receiver<bool> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+    });
+    stop_rx
 }
 
 async fn shutdown_signal() {

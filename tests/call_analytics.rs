@@ -545,8 +545,7 @@ fn analytics_and_search_over_http_and_cli_with_role_scoping() {
     assert!(hit_calls(&search(&rep, json!({"query": "warranty"}))).is_empty());
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let url = format!("sqlite://{}", dir.path().join("data/dealdesk.db").display());
-        let db = dealdesk::store::Db::connect(&url, 1).await.unwrap();
+        let db = common::open_db(dir.path()).await;
         let mut t = acme();
         t["segments"][3]["text"] = json!("Yes, the warranty covers the batteries.");
         sqlx::query("UPDATE transcripts SET segments = $1, created_at = $2 WHERE call_id = $3")

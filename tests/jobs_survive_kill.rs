@@ -6,7 +6,6 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use dealdesk::store::Db;
 use dealdesk::store::blobs::BlobStore;
 use serde_json::Value;
 
@@ -22,12 +21,7 @@ fn a_job_killed_mid_run_finishes_after_restart() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let data = dir.path().join("data");
-        let db = Db::connect(
-            &format!("sqlite://{}", data.join("dealdesk.db").display()),
-            2,
-        )
-        .await
-        .unwrap();
+        let db = common::open_db(dir.path()).await;
         let store = BlobStore::new(&data, db);
         for i in 0..BLOBS {
             let content = tokio::io::AsyncReadExt::take(tokio::io::repeat(i as u8), BLOB_BYTES);

@@ -10,16 +10,14 @@ use std::time::Duration;
 
 use common::*;
 use dealdesk::review::{self, Kind, Proposal, Subject};
-use dealdesk::store::Db;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-/// Writes a proposal into the server's SQLite file, as a capability's job would.
+/// Writes a proposal into the server's database, as a capability's job would.
 fn propose(dir: &Path, kind: Kind, owner_name: &str, discount: Option<f64>) -> String {
-    let url = format!("sqlite://{}", dir.join("data/dealdesk.db").display());
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let db = Db::connect(&url, 1).await.unwrap();
+        let db = common::open_db(dir).await;
         let owner = dealdesk::users::active(&db, owner_name).await.unwrap();
         let mut tx = db.pool().begin().await.unwrap();
         let id = review::propose(
@@ -250,9 +248,8 @@ fn proposals_are_routed_by_editable_rules_decided_in_scope_and_audited() {
     let intact: Value = serde_json::from_str(&out).unwrap();
     // Three proposals, one automatic approval, one override, one approval.
     assert_eq!(intact["events"], 6, "{intact}");
-    let url = format!("sqlite://{}", dir.path().join("data/dealdesk.db").display());
     tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let db = Db::connect(&url, 1).await.unwrap();
+        let db = common::open_db(dir.path()).await;
         sqlx::query("UPDATE audit_events SET actor_id = 'someone-else' WHERE seq = 4")
             .execute(db.pool())
             .await

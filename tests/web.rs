@@ -511,9 +511,8 @@ fn sessions_and_csrf_over_http() {
     assert!(page.text().unwrap().contains("data-status=\"403\""));
 
     // An expired session sends the browser to sign in, and the API answers 401.
-    let db = format!("sqlite://{}", dir.path().join("data/dealdesk.db").display());
     tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let db = dealdesk::store::Db::connect(&db, 1).await.unwrap();
+        let db = common::open_db(dir.path()).await;
         sqlx::query("UPDATE web_sessions SET expires_at = 0")
             .execute(db.pool())
             .await

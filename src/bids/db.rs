@@ -6,7 +6,11 @@ use sqlx::{Any, Transaction};
 
 use super::record::{Bid, Outcome};
 use crate::error::{Error, Result};
-use crate::store::{Db, new_id, now_ms};
+use crate::store::{Db, changes, new_id, now_ms};
+
+/// The bids' name in the change log (`store::changes`), which keeps every process's index
+/// current.
+pub const CHANGE_ENTITY: &str = "bid";
 
 /// A bid as stored, with its revision and times.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
@@ -47,7 +51,11 @@ pub async fn upsert(tx: &mut Transaction<'_, Any>, bid: &Bid, now: i64) -> Resul
     .bind(now)
     .fetch_optional(&mut **tx)
     .await?;
-    Ok(rev.map(|(r,)| r))
+    let rev = rev.map(|(r,)| r);
+    if rev.is_some() {
+        changes::record(tx, CHANGE_ENTITY, &bid.id, rev, now).await?;
+    }
+    Ok(rev)
 }
 
 type Row = (String, i64, i64, i64);
@@ -151,6 +159,7 @@ pub async fn delete(db: &Db, id: &str) -> Result<()> {
     if done.rows_affected() == 0 {
         return Err(Error::NotFound(format!("no bid {id:?}")));
     }
+    changes::record(&mut tx, CHANGE_ENTITY, id, None, now_ms()).await?;
     tx.commit().await?;
     Ok(())
 }

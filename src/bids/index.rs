@@ -261,6 +261,27 @@ impl BidIndex {
         self.reader.searcher()
     }
 
+    /// The indexed revision of bid `id`, if it is in the index.
+    pub fn revision_of(&self, id: &str) -> Result<Option<i64>> {
+        let searcher = self.searcher();
+        let query = tantivy::query::TermQuery::new(
+            Term::from_field_text(self.fields.id, id),
+            IndexRecordOption::Basic,
+        );
+        let hits = searcher
+            .search(&query, &tantivy::collector::TopDocs::with_limit(1))
+            .map_err(index_err("bid index", "look up a bid"))?;
+        let Some((_, addr)) = hits.first() else {
+            return Ok(None);
+        };
+        let revs = searcher
+            .segment_reader(addr.segment_ord)
+            .fast_fields()
+            .i64("rev")
+            .map_err(index_err("bid index", "rev column"))?;
+        Ok(Some(revs.first(addr.doc_id).unwrap_or(-1)))
+    }
+
     /// The revision of every indexed bid, by id.
     pub fn revisions(&self) -> Result<HashMap<String, i64>> {
         fast_revisions(&self.searcher(), "bid index")

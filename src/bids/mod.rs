@@ -13,6 +13,7 @@ pub mod db;
 pub mod draft;
 pub mod eval;
 pub mod factors;
+mod follow;
 pub mod index;
 pub mod record;
 pub mod search;

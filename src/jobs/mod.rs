@@ -1,8 +1,8 @@
 //! Durable background jobs.
 //!
 //! A job is a row in the `jobs` table: `queued` → `running` → `done` | `failed`. Workers claim
-//! a job with a conditional `UPDATE` (portable between SQLite and PostgreSQL) that also gives
-//! them a lease; while the job runs, a heartbeat renews the lease and stores progress. If the
+//! a job — on PostgreSQL with `FOR UPDATE SKIP LOCKED`, on SQLite with a conditional `UPDATE` —
+//! which also gives them a lease; while the job runs, a heartbeat renews the lease and stores progress. If the
 //! process dies (even `kill -9`), the lease runs out and any worker — this process after a
 //! restart, or another one — takes the job over. A job that keeps failing, or keeps killing its
 //! worker, ends `failed` after `jobs.max_attempts` tries with its last error kept: nothing
@@ -23,7 +23,7 @@ use sqlx::Row;
 
 use crate::config::JobsConfig;
 use crate::error::{Error, Result};
-use crate::store::{Db, new_id, now_ms};
+use crate::store::{Backend, Db, new_id, now_ms};
 
 pub use worker::{WorkerPool, spawn_workers};
 
@@ -211,6 +211,45 @@ impl JobQueue {
         .bind(now)
         .execute(self.db.pool())
         .await?;
+        let lease_until = now + self.lease.as_millis() as i64;
+        let claimed = match self.db.backend() {
+            Backend::Postgres => self.claim_skip_locked(worker, now, lease_until).await?,
+            Backend::Sqlite => self.claim_conditional(worker, now, lease_until).await?,
+        };
+        match claimed {
+            Some(id) => self.get(&id).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// PostgreSQL: one statement; `SKIP LOCKED` lets many workers claim different jobs at once
+    /// instead of queueing on the same row lock.
+    async fn claim_skip_locked(
+        &self,
+        worker: &str,
+        now: i64,
+        lease_until: i64,
+    ) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar(&format!(
+            "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_until = $2, \
+             worker = $3, updated_at = $1 WHERE id = (SELECT id FROM jobs WHERE {CLAIMABLE} \
+             ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id"
+        ))
+        .bind(now)
+        .bind(lease_until)
+        .bind(worker)
+        .fetch_optional(self.db.pool())
+        .await?)
+    }
+
+    /// SQLite (one writer at a time): pick the oldest candidate, then claim it with an UPDATE
+    /// that repeats the condition, so only one worker's UPDATE can match.
+    async fn claim_conditional(
+        &self,
+        worker: &str,
+        now: i64,
+        lease_until: i64,
+    ) -> Result<Option<String>> {
         loop {
             let candidate: Option<String> = sqlx::query_scalar(&format!(
                 "SELECT id FROM jobs WHERE {CLAIMABLE} ORDER BY created_at, id LIMIT 1"
@@ -219,20 +258,19 @@ impl JobQueue {
             .fetch_optional(self.db.pool())
             .await?;
             let Some(id) = candidate else { return Ok(None) };
-            // The same condition again: only one worker's UPDATE can match.
             let claimed = sqlx::query(&format!(
                 "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_until = $2, \
                  worker = $3, updated_at = $1 WHERE id = $4 AND {CLAIMABLE}"
             ))
             .bind(now)
-            .bind(now + self.lease.as_millis() as i64)
+            .bind(lease_until)
             .bind(worker)
             .bind(&id)
             .execute(self.db.pool())
             .await?
             .rows_affected();
             if claimed == 1 {
-                return self.get(&id).await.map(Some);
+                return Ok(Some(id));
             }
         }
     }

@@ -150,12 +150,9 @@ mod tests {
     use super::*;
     use crate::config::JobsConfig;
     use crate::error::Error;
-    use crate::store::Db;
 
     async fn queue(lease_secs: u64, max_attempts: u32) -> (tempfile::TempDir, JobQueue) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("dd.db").display());
-        let db = Db::connect(&url, 4).await.unwrap();
+        let (dir, db) = crate::store::temp_db().await;
         let config = JobsConfig {
             lease_secs,
             max_attempts,

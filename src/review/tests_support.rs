@@ -18,9 +18,7 @@ pub struct World {
 
 impl World {
     pub async fn new() -> World {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
-        let db = Db::connect(&url, 4).await.unwrap();
+        let (dir, db) = crate::store::temp_db().await;
         let add = |name: &'static str, role, region: &'static str| {
             let db = db.clone();
             async move { users::add(&db, name, role, region).await.unwrap().user }

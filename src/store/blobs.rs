@@ -207,9 +207,7 @@ mod tests {
     use super::*;
 
     async fn store() -> (tempfile::TempDir, BlobStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("dd.db").display());
-        let db = Db::connect(&url, 2).await.unwrap();
+        let (dir, db) = crate::store::temp_db().await;
         let store = BlobStore::new(dir.path(), db);
         (dir, store)
     }

@@ -6,12 +6,14 @@
 //! `migrations/` are embedded in the binary and applied on start.
 
 pub mod blobs;
+pub mod changes;
 
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use sha2::Digest;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Executor};
+use sqlx::{AnyPool, Connection, Executor};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -120,11 +122,56 @@ pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
-/// A migrated SQLite database in a fresh temporary directory (kept alive by the `TempDir`).
+/// The environment variable naming a PostgreSQL server (`postgres://USER@HOST:PORT`) on which
+/// the test suites create their databases; unset, tests use SQLite files.
+pub const TEST_POSTGRES_ENV: &str = "TEST_POSTGRES_URL";
+
+/// The database of a test whose files live in `dir`, so one suite runs on both backends
+/// (`scripts/test` runs it twice): a SQLite file in `dir`, or, when [`TEST_POSTGRES_ENV`] is
+/// set, a database on that server named after `dir`, created if missing.
+pub async fn test_database_url(dir: &Path) -> Result<String> {
+    let Ok(server) = std::env::var(TEST_POSTGRES_ENV) else {
+        return Ok(format!("sqlite://{}", dir.join("dealdesk.db").display()));
+    };
+    let server = server.trim_end_matches('/');
+    let digest = sha2::Sha256::digest(dir.to_string_lossy().as_bytes());
+    let name = format!("dd_{}", hex::encode(&digest[..12]));
+    sqlx::any::install_default_drivers();
+    let mut admin = sqlx::AnyConnection::connect(&format!("{server}/postgres"))
+        .await
+        .map_err(|e| {
+            Error::Unavailable(format!("cannot reach {TEST_POSTGRES_ENV}={server}: {e}"))
+        })?;
+    let exists = sqlx::query("SELECT 1 FROM pg_database WHERE datname = $1")
+        .bind(&name)
+        .fetch_optional(&mut admin)
+        .await?
+        .is_some();
+    if !exists {
+        // The name is hex, so it needs no quoting. Another process may win the race to create
+        // it: "duplicate_database" (42P04) then means it is there.
+        if let Err(e) = admin
+            .execute(format!("CREATE DATABASE {name}").as_str())
+            .await
+        {
+            let duplicate = e
+                .as_database_error()
+                .and_then(|d| d.code())
+                .is_some_and(|c| c == "42P04" || c == "23505");
+            if !duplicate {
+                return Err(e.into());
+            }
+        }
+    }
+    Ok(format!("{server}/{name}"))
+}
+
+/// A migrated database for a unit test, in a fresh temporary directory kept alive by the
+/// `TempDir`: SQLite, or PostgreSQL under [`TEST_POSTGRES_ENV`].
 #[cfg(test)]
 pub(crate) async fn temp_db() -> (tempfile::TempDir, Db) {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("dd.db").display());
+    let url = test_database_url(dir.path()).await.unwrap();
     (dir, Db::connect(&url, 4).await.unwrap())
 }
 

@@ -12,15 +12,40 @@ pub fn dealdesk_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_dealdesk"))
 }
 
-/// A `dealdesk` command whose config points everything into `dir`.
+/// A `dealdesk` command whose config points everything into `dir`, and its database at
+/// [`db_url`].
 pub fn dealdesk(dir: &Path) -> Command {
     let mut cmd = Command::new(dealdesk_bin());
     cmd.current_dir(dir)
         .env_remove("DEALDESK_CONFIG")
         .env("DEALDESK_DATA_DIR", dir.join("data"))
+        .env("DEALDESK_DATABASE_URL", db_url(dir))
         .env("DEALDESK_SERVER_LISTEN", "127.0.0.1:0")
         .env("DEALDESK_LOG_LEVEL", "warn");
     cmd
+}
+
+/// The database of the test whose files are in `dir`: the SQLite file in its data directory,
+/// or its own PostgreSQL database when `TEST_POSTGRES_URL` is set (scripts/test runs the
+/// suite on both).
+pub fn db_url(dir: &Path) -> String {
+    let data = dir.join("data");
+    // Its own thread, so callers inside a tokio runtime can use it too.
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(dealdesk::store::test_database_url(&data))
+            .expect("the test database can be created")
+    })
+    .join()
+    .unwrap()
+}
+
+/// The test's database, opened and migrated like the server does.
+pub async fn open_db(dir: &Path) -> dealdesk::store::Db {
+    dealdesk::store::Db::connect(&db_url(dir), 1).await.unwrap()
 }
 
 /// Runs a CLI command to completion and returns its stdout; panics with stderr on failure.
