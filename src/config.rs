@@ -65,6 +65,9 @@ pub struct DatabaseConfig {
 pub struct DataConfig {
     /// The data directory. Default: `$XDG_DATA_HOME/dealdesk` (`~/.local/share/dealdesk`).
     pub dir: PathBuf,
+    /// Where uploaded files live. Empty: `<dir>/blobs`. Processes on several machines that
+    /// share one database point this at one shared mount (their indexes stay local).
+    pub blobs_dir: PathBuf,
 }
 
 /// `[models]`: where model files are cached.
@@ -238,6 +241,7 @@ impl Default for DataConfig {
     fn default() -> Self {
         DataConfig {
             dir: xdg_dir("XDG_DATA_HOME", ".local/share").join("dealdesk"),
+            blobs_dir: PathBuf::new(),
         }
     }
 }
@@ -427,6 +431,15 @@ impl Config {
             )));
         }
         Ok(())
+    }
+
+    /// The directory of uploaded files in effect: `[data] blobs_dir`, or `<data dir>/blobs`.
+    pub fn blobs_dir(&self) -> PathBuf {
+        if self.data.blobs_dir.as_os_str().is_empty() {
+            self.data.dir.join("blobs")
+        } else {
+            self.data.blobs_dir.clone()
+        }
     }
 
     /// The database URL in effect: `[database] url`, or the SQLite file in the data directory.

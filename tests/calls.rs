@@ -68,40 +68,13 @@ impl Api {
         resp.json().unwrap()
     }
 
-    /// `POST /calls` with a multipart/form-data body: the text fields, then the file.
     fn upload(
         &self,
         token: &str,
         file: Vec<u8>,
         fields: &[(&str, &str)],
     ) -> reqwest::blocking::Response {
-        let boundary = "dealdesk-test-boundary-7d1f";
-        let mut body = Vec::new();
-        for (k, v) in fields {
-            write!(
-                body,
-                "--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n"
-            )
-            .unwrap();
-        }
-        write!(
-            body,
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"call.wav\"\r\n\
-             Content-Type: application/octet-stream\r\n\r\n"
-        )
-        .unwrap();
-        body.extend_from_slice(&file);
-        write!(body, "\r\n--{boundary}--\r\n").unwrap();
-        self.http
-            .post(format!("{}/calls", self.url))
-            .bearer_auth(token)
-            .header(
-                "content-type",
-                format!("multipart/form-data; boundary={boundary}"),
-            )
-            .body(body)
-            .send()
-            .unwrap()
+        upload_call(&self.url, token, file, fields)
     }
 
     /// Polls the call until its analysis is done (or fails the test).

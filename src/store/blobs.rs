@@ -1,6 +1,7 @@
 //! Content-addressed file store for uploads (recordings, tender files).
 //!
-//! A blob lives at `<data>/blobs/<first two hex>/<sha256>`: its path comes from its hash,
+//! A blob lives at `<blobs dir>/<first two hex>/<sha256>` (`[data] blobs_dir`, by default
+//! `<data>/blobs`, a shared mount when several machines serve): its path comes from its hash,
 //! never from user input. Writes go to a temporary file that is synced and renamed into place,
 //! so a crash never leaves a half-written blob under a real name, and the database row is
 //! written only after the file is durable.
@@ -15,7 +16,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use super::{Db, now_ms};
 use crate::error::{Error, Result};
 
-/// The blob store under a data directory.
+/// The blob store in one directory.
 #[derive(Clone, Debug)]
 pub struct BlobStore {
     root: PathBuf,
@@ -41,12 +42,9 @@ pub struct VerifyReport {
 }
 
 impl BlobStore {
-    /// The store in `<data_dir>/blobs`.
-    pub fn new(data_dir: &Path, db: Db) -> BlobStore {
-        BlobStore {
-            root: data_dir.join("blobs"),
-            db,
-        }
+    /// The store in `root`.
+    pub fn new(root: PathBuf, db: Db) -> BlobStore {
+        BlobStore { root, db }
     }
 
     /// Where the blob with this hash lives.
@@ -208,7 +206,7 @@ mod tests {
 
     async fn store() -> (tempfile::TempDir, BlobStore) {
         let (dir, db) = crate::store::temp_db().await;
-        let store = BlobStore::new(dir.path(), db);
+        let store = BlobStore::new(dir.path().join("blobs"), db);
         (dir, store)
     }
 

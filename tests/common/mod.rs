@@ -143,6 +143,43 @@ impl Drop for Server {
     }
 }
 
+/// `POST /calls` with a multipart/form-data body: the text fields, then the file.
+pub fn upload_call(
+    url: &str,
+    token: &str,
+    file: Vec<u8>,
+    fields: &[(&str, &str)],
+) -> reqwest::blocking::Response {
+    use std::io::Write;
+    let boundary = "dealdesk-test-boundary-7d1f";
+    let mut body = Vec::new();
+    for (k, v) in fields {
+        write!(
+            body,
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n"
+        )
+        .unwrap();
+    }
+    write!(
+        body,
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"call.wav\"\r\n\
+         Content-Type: application/octet-stream\r\n\r\n"
+    )
+    .unwrap();
+    body.extend_from_slice(&file);
+    write!(body, "\r\n--{boundary}--\r\n").unwrap();
+    client()
+        .post(format!("{url}/calls"))
+        .bearer_auth(token)
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(body)
+        .send()
+        .unwrap()
+}
+
 /// A blocking HTTP client.
 pub fn client() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()
