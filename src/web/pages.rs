@@ -12,10 +12,14 @@ use axum::http::header::SET_COOKIE;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
+use super::call::{Review, SpeakerRow, Stats, speaker_rows};
 use super::session::{self, LANG_COOKIE, PRE_COOKIE, SESSION_COOKIE};
 use super::{Lang, Page, Tr, render};
+use crate::calls::analytics;
+use crate::calls::extract::Category;
 use crate::calls::records::{self, Call};
 use crate::calls::tasks::{self, Task};
+use crate::calls::trackers::Trackers;
 use crate::error::{Error, Result};
 use crate::http::AppState;
 use crate::review::audit::Event;
@@ -376,16 +380,23 @@ struct CommitmentView {
     quote: String,
     start_ms: u64,
     at: String,
+    needs_relabel: bool,
+    /// Who an edit may name as the owner (the participants, and the current owner), selected.
+    owners: Vec<(String, bool)>,
+    review: Review,
 }
 
 struct ObjectionView {
     category: String,
+    category_key: String,
     raised_by: String,
     quote: String,
     resolved: bool,
     answer: String,
     start_ms: u64,
     at: String,
+    needs_relabel: bool,
+    review: Review,
 }
 
 #[derive(Template)]
@@ -399,9 +410,15 @@ struct CallPage {
     commitments: Vec<CommitmentView>,
     objections: Vec<ObjectionView>,
     tasks: Vec<Task>,
+    speakers: Vec<SpeakerRow>,
+    participants: Vec<String>,
+    /// The objection categories (value, label) an edit may choose.
+    categories: Vec<(&'static str, String)>,
+    stats: Option<Stats>,
 }
 
-/// `GET /app/calls/{id}`: player, transcript, insights and tasks (or the live progress).
+/// `GET /app/calls/{id}`: player, transcript, insights with their review state and tasks (or
+/// the live progress), speaker labels and analytics.
 pub async fn call(
     State(state): State<AppState>,
     Extension(p): Extension<Page>,
@@ -415,6 +432,22 @@ pub async fn call(
     let transcript = records::transcript(&state.db, &call).await?;
     let insights = records::insights(&state.db, &call.id).await?;
     let tasks = tasks::list(state.db.pool(), &call.id).await?;
+    review::triage(&state.db, &state.rules.current()).await?;
+    let recs = review::queue::for_subject(&state.db, &user, "call", &call.id).await?;
+    let stats = match &transcript {
+        Some(t) => Some(Stats::new(
+            p.t,
+            &analytics::analyze(t, &Trackers::load(&state.config)?),
+        )),
+        None => None,
+    };
+    let (speakers, participants): (Vec<SpeakerRow>, Vec<String>) = transcript
+        .as_ref()
+        .map(|t| {
+            let names = t.participants.iter().map(|p| p.name.clone()).collect();
+            (speaker_rows(t), names)
+        })
+        .unwrap_or_default();
     let lines = transcript
         .map(|t| {
             t.segments
@@ -448,31 +481,57 @@ pub async fn call(
     let commitments = insights
         .commitments
         .iter()
-        .map(|c| CommitmentView {
-            owner: c.owner.clone(),
-            action: c.action.clone(),
-            due: c
+        .map(|c| {
+            let review = Review::find(p.t, &user, &recs, Kind::Commitment, c.turn, &c.quote);
+            let due = c
                 .due_date
                 .map(|d| d.to_string())
                 .or_else(|| c.due_text.clone())
-                .unwrap_or_default(),
-            quote: c.quote.clone(),
-            start_ms: c.start_ms,
-            at: clock(c.start_ms),
+                .unwrap_or_default();
+            let owner = review.value("owner", &c.owner);
+            let mut owners: Vec<(String, bool)> = participants
+                .iter()
+                .map(|n| (n.clone(), *n == owner))
+                .collect();
+            if !owners.iter().any(|(_, selected)| *selected) {
+                owners.insert(0, (owner.clone(), true));
+            }
+            CommitmentView {
+                owner,
+                owners,
+                action: review.value("action", &c.action),
+                due: review.value("due_date", &due),
+                quote: c.quote.clone(),
+                start_ms: c.start_ms,
+                at: clock(c.start_ms),
+                needs_relabel: c.needs_relabel,
+                review,
+            }
         })
         .collect();
     let objections = insights
         .objections
         .iter()
-        .map(|o| ObjectionView {
-            category: p.t.d("category", o.category.as_str()),
-            raised_by: o.raised_by.clone(),
-            quote: o.quote.clone(),
-            resolved: o.resolved,
-            answer: o.answer.clone(),
-            start_ms: o.start_ms,
-            at: clock(o.start_ms),
+        .map(|o| {
+            let review = Review::find(p.t, &user, &recs, Kind::ObjectionAnswer, o.turn, &o.quote);
+            let category_key = review.value("category", o.category.as_str());
+            ObjectionView {
+                category: p.t.d("category", &category_key),
+                category_key,
+                raised_by: o.raised_by.clone(),
+                quote: o.quote.clone(),
+                resolved: o.resolved,
+                answer: review.value("answer", &o.answer),
+                start_ms: o.start_ms,
+                at: clock(o.start_ms),
+                needs_relabel: o.needs_relabel,
+                review,
+            }
         })
+        .collect();
+    let categories = Category::ALL
+        .iter()
+        .map(|c| (c.as_str(), p.t.d("category", c.as_str())))
         .collect();
     Ok(render(&CallPage {
         call: CallRow::new(p.t, &call),
@@ -483,6 +542,10 @@ pub async fn call(
         commitments,
         objections,
         tasks,
+        speakers,
+        participants,
+        categories,
+        stats,
     }))
 }
 
