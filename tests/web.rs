@@ -650,7 +650,7 @@ fn a_rep_maps_speakers_and_accepts_edits_and_rejects_items_on_the_call_page() {
             let action = b.css(&format!("#action-{edited}")).await;
             action.clear().await.unwrap();
             action.send_keys("send the revised quote with the multi-year discount").await.unwrap();
-            b.js(&format!("document.getElementById('due-{edited}').value = '2026-03-16'; return 0;"))
+            b.js(&format!("document.getElementById('due_date-{edited}').value = '2026-03-16'; return 0;"))
                 .await;
             "send the revised quote with the multi-year discount"
         } else {
@@ -713,18 +713,28 @@ fn a_rep_maps_speakers_and_accepts_edits_and_rejects_items_on_the_call_page() {
         for c in insights["commitments"].as_array().unwrap() {
             assert_eq!((&c["owner"], &c["needs_relabel"]), (&json!("Dana Reyes"), &json!(false)));
         }
-        b.js("window.scrollTo(0, 0); return 0;").await;
-        b.shot("call-review").await;
-        b.client.set_window_size(390, 844).await.unwrap();
-        b.shot("call-review-phone").await;
-        b.client.set_window_size(1280, 900).await.unwrap();
+        // The whole page in one picture, and at a phone's width.
+        shot_at(&b, "call-review", (1280, 1800), "main").await;
+        shot_at(&b, "call-review-phone", (390, 844), "#commitments").await;
 
         // 简体中文: the same page, translated.
         b.css("#lang-switch").await.click().await.unwrap();
         b.css("html[lang=\"zh-CN\"]").await;
         assert!(b.text("#stats-title").await.contains("通话分析"));
         assert_eq!(b.text(&state(accepted)).await, "已批准");
-        b.shot("call-review-zh").await;
+        shot_at(&b, "call-review-zh", (1280, 1800), "main").await;
         b.client.clone().close().await.unwrap();
     });
+}
+
+/// A screenshot at another window size, scrolled to `selector`; the window is back at
+/// 1280×900 after it.
+async fn shot_at(b: &Browser, name: &str, (width, height): (u32, u32), selector: &str) {
+    b.client.set_window_size(width, height).await.unwrap();
+    b.js(&format!(
+        "document.querySelector('{selector}').scrollIntoView(); return 0;"
+    ))
+    .await;
+    b.shot(name).await;
+    b.client.set_window_size(1280, 900).await.unwrap();
 }

@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use super::Tr;
 use crate::calls::analytics::CallAnalytics;
+use crate::calls::records;
 use crate::calls::transcript::CallTranscript;
 use crate::review::{Kind, Recommendation};
 use crate::users::User;
@@ -38,11 +39,10 @@ impl Review {
         turn: u32,
         quote: &str,
     ) -> Review {
-        let rec = recs.iter().rev().find(|r| {
-            r.kind == kind
-                && r.output.get("turn").and_then(Value::as_u64) == Some(u64::from(turn))
-                && r.output.get("quote").and_then(Value::as_str) == Some(quote)
-        });
+        let rec = recs
+            .iter()
+            .rev()
+            .find(|r| r.kind == kind && records::is_output_of(&r.output, turn, quote));
         let Some(rec) = rec else {
             return Review {
                 id: String::new(),
@@ -81,6 +81,47 @@ impl Review {
     /// Whether a reviewer replaced the item's values.
     pub fn edited(&self) -> bool {
         self.replacement.is_some()
+    }
+}
+
+/// A field of the edit dialog: one key of the output it replaces.
+pub struct EditField {
+    /// The output's key.
+    pub name: &'static str,
+    pub label: &'static str,
+    /// `text`, `date`, `select` or `textarea`.
+    pub input: &'static str,
+    pub value: String,
+    /// A select's choices: (value, label).
+    pub options: Vec<(String, String)>,
+}
+
+impl EditField {
+    pub fn new(name: &'static str, label: &'static str, input: &'static str, value: &str) -> Self {
+        EditField {
+            name,
+            label,
+            input,
+            value: value.to_string(),
+            options: Vec::new(),
+        }
+    }
+
+    /// A select of `options`; the current value is offered even when it is not among them.
+    pub fn select(
+        name: &'static str,
+        label: &'static str,
+        value: &str,
+        options: Vec<(String, String)>,
+    ) -> Self {
+        let mut options = options;
+        if !options.iter().any(|(v, _)| v == value) {
+            options.insert(0, (value.to_string(), value.to_string()));
+        }
+        EditField {
+            options,
+            ..EditField::new(name, label, "select", value)
+        }
     }
 }
 
@@ -272,6 +313,17 @@ mod tests {
 
         let none = Review::find(t, &rep, &recs, Kind::Commitment, 9, quote);
         assert!(none.id.is_empty() && !none.may_decide && !none.needs_manager);
+    }
+
+    #[test]
+    fn a_select_always_offers_the_current_value() {
+        let names = vec![("Dana".to_string(), "Dana".to_string())];
+        let kept = EditField::select("owner", "Owner", "Dana", names.clone());
+        assert_eq!(kept.options.len(), 1);
+        let label = EditField::select("owner", "Owner", "Speaker 1", names);
+        let values: Vec<&str> = label.options.iter().map(|(v, _)| v.as_str()).collect();
+        assert_eq!(values, ["Speaker 1", "Dana"]);
+        assert_eq!((label.input, label.value.as_str()), ("select", "Speaker 1"));
     }
 
     #[test]

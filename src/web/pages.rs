@@ -12,7 +12,7 @@ use axum::http::header::SET_COOKIE;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::call::{Review, SpeakerRow, Stats, speaker_rows};
+use super::call::{EditField, Review, SpeakerRow, Stats, speaker_rows};
 use super::session::{self, LANG_COOKIE, PRE_COOKIE, SESSION_COOKIE};
 use super::{Lang, Page, Tr, render};
 use crate::calls::analytics;
@@ -381,14 +381,12 @@ struct CommitmentView {
     start_ms: u64,
     at: String,
     needs_relabel: bool,
-    /// Who an edit may name as the owner (the participants, and the current owner), selected.
-    owners: Vec<(String, bool)>,
+    edit: Vec<EditField>,
     review: Review,
 }
 
 struct ObjectionView {
     category: String,
-    category_key: String,
     raised_by: String,
     quote: String,
     resolved: bool,
@@ -396,6 +394,7 @@ struct ObjectionView {
     start_ms: u64,
     at: String,
     needs_relabel: bool,
+    edit: Vec<EditField>,
     review: Review,
 }
 
@@ -412,8 +411,6 @@ struct CallPage {
     tasks: Vec<Task>,
     speakers: Vec<SpeakerRow>,
     participants: Vec<String>,
-    /// The objection categories (value, label) an edit may choose.
-    categories: Vec<(&'static str, String)>,
     stats: Option<Stats>,
 }
 
@@ -478,6 +475,11 @@ pub async fn call(
                 .collect()
         })
         .unwrap_or_default();
+    let t = p.t;
+    let categories: Vec<(String, String)> = Category::ALL
+        .iter()
+        .map(|c| (c.as_str().to_string(), t.d("category", c.as_str())))
+        .collect();
     let commitments = insights
         .commitments
         .iter()
@@ -489,22 +491,26 @@ pub async fn call(
                 .or_else(|| c.due_text.clone())
                 .unwrap_or_default();
             let owner = review.value("owner", &c.owner);
-            let mut owners: Vec<(String, bool)> = participants
+            let due = review.value("due_date", &due);
+            let action = review.value("action", &c.action);
+            let names = participants
                 .iter()
-                .map(|n| (n.clone(), *n == owner))
+                .map(|n| (n.clone(), n.clone()))
                 .collect();
-            if !owners.iter().any(|(_, selected)| *selected) {
-                owners.insert(0, (owner.clone(), true));
-            }
+            let edit = vec![
+                EditField::new("action", t.s("tasks.action"), "text", &action),
+                EditField::select("owner", t.s("call.owner"), &owner, names),
+                EditField::new("due_date", t.s("call.due"), "date", &due),
+            ];
             CommitmentView {
                 owner,
-                owners,
-                action: review.value("action", &c.action),
-                due: review.value("due_date", &due),
+                action,
+                due,
                 quote: c.quote.clone(),
                 start_ms: c.start_ms,
                 at: clock(c.start_ms),
                 needs_relabel: c.needs_relabel,
+                edit,
                 review,
             }
         })
@@ -514,24 +520,30 @@ pub async fn call(
         .iter()
         .map(|o| {
             let review = Review::find(p.t, &user, &recs, Kind::ObjectionAnswer, o.turn, &o.quote);
-            let category_key = review.value("category", o.category.as_str());
+            let category = review.value("category", o.category.as_str());
+            let answer = review.value("answer", &o.answer);
+            let edit = vec![
+                EditField::select(
+                    "category",
+                    t.s("call_review.category"),
+                    &category,
+                    categories.clone(),
+                ),
+                EditField::new("answer", t.s("call.playbook"), "textarea", &answer),
+            ];
             ObjectionView {
-                category: p.t.d("category", &category_key),
-                category_key,
+                category: t.d("category", &category),
                 raised_by: o.raised_by.clone(),
                 quote: o.quote.clone(),
                 resolved: o.resolved,
-                answer: review.value("answer", &o.answer),
+                answer,
                 start_ms: o.start_ms,
                 at: clock(o.start_ms),
                 needs_relabel: o.needs_relabel,
+                edit,
                 review,
             }
         })
-        .collect();
-    let categories = Category::ALL
-        .iter()
-        .map(|c| (c.as_str(), p.t.d("category", c.as_str())))
         .collect();
     Ok(render(&CallPage {
         call: CallRow::new(p.t, &call),
@@ -544,7 +556,6 @@ pub async fn call(
         tasks,
         speakers,
         participants,
-        categories,
         stats,
     }))
 }
