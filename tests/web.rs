@@ -714,7 +714,7 @@ fn a_rep_maps_speakers_and_accepts_edits_and_rejects_items_on_the_call_page() {
             assert_eq!((&c["owner"], &c["needs_relabel"]), (&json!("Dana Reyes"), &json!(false)));
         }
         // The whole page in one picture, and at a phone's width.
-        shot_at(&b, "call-review", (1280, 1800), "main").await;
+        shot_at(&b, "call-review", (1280, 1800), "body").await;
         shot_at(&b, "call-review-phone", (390, 844), "#commitments").await;
 
         // 简体中文: the same page, translated.
@@ -722,7 +722,7 @@ fn a_rep_maps_speakers_and_accepts_edits_and_rejects_items_on_the_call_page() {
         b.css("html[lang=\"zh-CN\"]").await;
         assert!(b.text("#stats-title").await.contains("通话分析"));
         assert_eq!(b.text(&state(accepted)).await, "已批准");
-        shot_at(&b, "call-review-zh", (1280, 1800), "main").await;
+        shot_at(&b, "call-review-zh", (1280, 1800), "body").await;
         b.client.clone().close().await.unwrap();
     });
 }
