@@ -198,3 +198,64 @@
     setupCallList();
   });
 })();
+
+// Call page: forms that send JSON to the API (speaker labels; accept / edit / reject of a
+// commitment or objection), then reload the page to show the result. The edit and reject
+// dialogs open and close through the review dialogs' buttons above (setupDialogs).
+(function () {
+  const csrf = document.querySelector('meta[name="csrf-token"]')?.content || "";
+
+  // The JSON body of an .api-form, by its data-body.
+  function body(form) {
+    const reason = form.elements.reason ? form.elements.reason.value.trim() : "";
+    switch (form.dataset.body) {
+      case "speakers": {
+        const map = {};
+        form.querySelectorAll("select").forEach((s) => { map[s.name] = s.value || null; });
+        return map;
+      }
+      case "approve":
+        return { action: "approve" };
+      case "reject":
+        return { action: "reject", reason };
+      case "override": {
+        // The AI's output with the edited fields replaced (an empty field clears it).
+        const replacement = JSON.parse(form.dataset.output || "{}");
+        form.querySelectorAll(".field").forEach((f) => {
+          replacement[f.name] = f.value.trim() || null;
+        });
+        return { action: "override", replacement, reason };
+      }
+      default:
+        throw new Error("unknown form " + form.dataset.body);
+    }
+  }
+
+  async function send(form) {
+    const error = form.querySelector(".form-error");
+    const buttons = form.querySelectorAll("button[type=submit]");
+    buttons.forEach((b) => { b.disabled = true; });
+    if (error) error.textContent = "";
+    try {
+      const r = await fetch(form.dataset.url, {
+        method: form.dataset.method || "POST",
+        credentials: "same-origin",
+        headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRF-Token": csrf },
+        body: JSON.stringify(body(form)),
+      });
+      const answer = await r.json().catch(() => ({}));
+      if (!r.ok) throw new Error(answer.message || r.statusText);
+      window.location.reload();
+    } catch (e) {
+      if (error) error.textContent = e.message;
+      buttons.forEach((b) => { b.disabled = false; });
+    }
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    document.querySelectorAll("form.api-form").forEach((form) => form.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      send(form);
+    }));
+  });
+})();

@@ -542,3 +542,198 @@ fn sessions_and_csrf_over_http() {
             .contains("immutable")
     );
 }
+
+/// A call whose seller is a diarized label not yet mapped to a participant, with two
+/// commitments and two objections.
+fn labelled_transcript() -> Value {
+    let seg = |id: u32, label: &str, speaker: &str, text: &str| {
+        json!({"id": id, "label": label, "speaker": speaker, "start_ms": id * 5000,
+               "end_ms": id * 5000 + 4500, "text": text})
+    };
+    let (s1, s2) = ("Speaker 1", "Speaker 2");
+    json!({
+        "language": "en", "call_date": "2026-03-10", "title": "Renewal call with Lumen",
+        "participants": [
+            {"name": "Dana Reyes", "side": "seller"},
+            {"name": "Sam Ortiz", "side": "customer"}
+        ],
+        "speakers": {"Speaker 1": null, "Speaker 2": "Sam Ortiz"},
+        "segments": [
+            seg(0, s1, s1, "Thanks for making time today, Sam. How is the rollout going?"),
+            seg(1, s2, "Sam Ortiz", "Honestly, the price is too high for our budget this year."),
+            seg(2, s1, s1, "I understand. I will send you a revised quote by Friday."),
+            seg(3, s2, "Sam Ortiz", "We are also talking to HubSpot, and their offer is cheaper."),
+            seg(4, s1, s1, "Fair enough. I will set up a demo of the reporting module for your team next Tuesday."),
+            seg(5, s2, "Sam Ortiz", "Good, that works for us.")
+        ]
+    })
+}
+
+#[test]
+fn a_rep_maps_speakers_and_accepts_edits_and_rejects_items_on_the_call_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let rep = add_user(dir.path(), "rita", "rep", "emea");
+    let server = Server::start(dealdesk(dir.path()));
+    let url = server.url.clone();
+    let resp = server.post("/calls/import-transcript", &rep, labelled_transcript());
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let call = resp.json::<Value>().unwrap()["call"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    poll(Duration::from_secs(900), || {
+        std::thread::sleep(Duration::from_millis(500));
+        let status = server
+            .get(&format!("/calls/{call}"), &rep)
+            .json::<Value>()
+            .unwrap()["status"]
+            .clone();
+        assert_ne!(status, "failed", "the analysis failed");
+        (status == "done").then_some(())
+    });
+    let call_url = format!("{url}/app/calls/{call}");
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let b = Browser::start().await;
+        b.sign_in(&url, &rep).await;
+        b.client.goto(&call_url).await.unwrap();
+
+        // Analytics: both sides talk, the pricing tracker fired, the longest turn is 4.5 s.
+        let sides = b.text("#talk-sides").await;
+        assert!(sides.contains("Seller") && sides.contains("Customer"), "{sides}");
+        assert_eq!(b.client.find_all(Locator::Css("#talk-ratio li")).await.unwrap().len(), 2);
+        assert!(b.text("#trackers").await.contains("pricing"));
+        assert!(b.text("#monologue").await.starts_with("0:04"));
+
+        // The seller's commitments wait for the speakers to be mapped; map Speaker 1.
+        assert!(b.text("#commitments").await.contains("Speaker 1"));
+        b.css("#commitments .badge.relabel").await;
+        let select = b.css("#speakers-form select[name=\"Speaker 1\"]").await;
+        select
+            .select_by(Locator::Css("option[value=\"Dana Reyes\"]"))
+            .await
+            .unwrap();
+        b.css("#save-speakers").await.click().await.unwrap();
+        let start = Instant::now();
+        while b.client.find(Locator::Css("#commitments .badge.relabel")).await.is_ok() {
+            assert!(start.elapsed() < Duration::from_secs(20), "the owners were not re-attributed");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let owners = b.text("#commitments").await;
+        assert!(owners.contains("Dana Reyes") && !owners.contains("Speaker 1"), "{owners}");
+        let selected = b
+            .js("return document.querySelector('#speakers-form select[name=\"Speaker 1\"]').value;")
+            .await;
+        assert_eq!(selected, json!("Dana Reyes"));
+
+        // Three items the rep may decide: accept the first, edit the second, reject the third.
+        let mut ids = Vec::new();
+        for item in b.client.find_all(Locator::Css("li.item")).await.unwrap() {
+            if item.find(Locator::Css("button.accept")).await.is_ok() {
+                ids.push(item.attr("id").await.unwrap().unwrap()["rec-".len()..].to_string());
+            }
+        }
+        assert!(ids.len() >= 3, "{} items to decide; the model found too few", ids.len());
+        let (accepted, edited, rejected) = (&ids[0], &ids[1], &ids[2]);
+        let state = |id: &str| format!("#rec-{id} .review-state");
+        assert_eq!(b.text(&state(accepted)).await, "Waiting");
+
+        b.css(&format!("#rec-{accepted} button.accept")).await.click().await.unwrap();
+        b.css(&format!("#rec-{accepted}[data-state=approved]")).await;
+        assert_eq!(b.text(&state(accepted)).await, "Approved");
+
+        b.css(&format!("#rec-{edited} button.edit")).await.click().await.unwrap();
+        let is_commitment = b.client.find(Locator::Css(&format!("#action-{edited}"))).await.is_ok();
+        let new_value = if is_commitment {
+            let action = b.css(&format!("#action-{edited}")).await;
+            action.clear().await.unwrap();
+            action.send_keys("send the revised quote with the multi-year discount").await.unwrap();
+            b.js(&format!("document.getElementById('due_date-{edited}').value = '2026-03-16'; return 0;"))
+                .await;
+            "send the revised quote with the multi-year discount"
+        } else {
+            b.css(&format!("#category-{edited}"))
+                .await
+                .select_by(Locator::Css("option[value=\"competitor\"]"))
+                .await
+                .unwrap();
+            "Competitor"
+        };
+        b.css(&format!("#reason-e-{edited}"))
+            .await
+            .send_keys("Sam asked for the multi-year option on the call")
+            .await
+            .unwrap();
+        b.shot("call-review-dialog").await;
+        b.css(&format!("#edit-{edited} button[type=submit]")).await.click().await.unwrap();
+        b.css(&format!("#rec-{edited}[data-state=overridden]")).await;
+        assert_eq!(b.text(&state(edited)).await, "Overridden");
+        let shown = b.text(&format!("#rec-{edited}")).await;
+        assert!(shown.contains(new_value) && shown.contains("Edited"), "{shown}");
+        if is_commitment {
+            assert!(shown.contains("2026-03-16"), "{shown}");
+        }
+
+        b.css(&format!("#rec-{rejected} button.reject")).await.click().await.unwrap();
+        b.css(&format!("#reason-r-{rejected}"))
+            .await
+            .send_keys("Not a real commitment: said in passing")
+            .await
+            .unwrap();
+        b.css(&format!("#reject-{rejected} button[type=submit]")).await.click().await.unwrap();
+        b.css(&format!("#rec-{rejected}[data-state=rejected]")).await;
+        assert_eq!(b.text(&state(rejected)).await, "Rejected");
+        // Decided items offer no more decisions.
+        for id in [accepted, edited, rejected] {
+            assert!(b.client.find(Locator::Css(&format!("#rec-{id} button.accept"))).await.is_err());
+        }
+
+        // The JSON API agrees: states, the replacement, the speaker map and the owners.
+        let get = |path: String| {
+            format!("return fetch('{path}', {{headers: {{Accept: 'application/json'}}}}).then(r => r.json());")
+        };
+        for (id, expected) in [(accepted, "approved"), (edited, "overridden"), (rejected, "rejected")] {
+            let rec = b.js(&get(format!("/recommendations/{id}"))).await;
+            assert_eq!(rec["state"], expected, "{rec}");
+        }
+        let rec = b.js(&get(format!("/recommendations/{edited}"))).await;
+        let replaced = &rec["final_output"];
+        if is_commitment {
+            assert_eq!(replaced["action"], new_value, "{rec}");
+            assert_eq!(replaced["due_date"], "2026-03-16", "{rec}");
+        } else {
+            assert_eq!(replaced["category"], "competitor", "{rec}");
+        }
+        assert_eq!(replaced["quote"], rec["output"]["quote"], "the edit keeps the quote: {rec}");
+        let transcript = b.js(&get(format!("/calls/{call}/transcript"))).await;
+        assert_eq!(transcript["speakers"]["Speaker 1"], "Dana Reyes", "{transcript}");
+        let insights = b.js(&get(format!("/calls/{call}/insights"))).await;
+        for c in insights["commitments"].as_array().unwrap() {
+            assert_eq!((&c["owner"], &c["needs_relabel"]), (&json!("Dana Reyes"), &json!(false)));
+        }
+        // The whole page in one picture, and at a phone's width.
+        shot_at(&b, "call-review", (1280, 1800), "body").await;
+        shot_at(&b, "call-review-phone", (390, 844), "#commitments").await;
+
+        // 简体中文: the same page, translated.
+        b.css("#lang-switch").await.click().await.unwrap();
+        b.css("html[lang=\"zh-CN\"]").await;
+        assert!(b.text("#stats-title").await.contains("通话分析"));
+        assert_eq!(b.text(&state(accepted)).await, "已批准");
+        shot_at(&b, "call-review-zh", (1280, 1800), "body").await;
+        b.client.clone().close().await.unwrap();
+    });
+}
+
+/// A screenshot at another window size, scrolled to `selector`; the window is back at
+/// 1280×900 after it.
+async fn shot_at(b: &Browser, name: &str, (width, height): (u32, u32), selector: &str) {
+    b.client.set_window_size(width, height).await.unwrap();
+    b.js(&format!(
+        "document.querySelector('{selector}').scrollIntoView(); return 0;"
+    ))
+    .await;
+    b.shot(name).await;
+    b.client.set_window_size(1280, 900).await.unwrap();
+}

@@ -411,6 +411,13 @@ fn proposal(
     }
 }
 
+/// Whether a call recommendation's `output` is the commitment or objection spoken in segment
+/// `turn` with this `quote` (what ties a stored insight to its recommendation).
+pub fn is_output_of(output: &serde_json::Value, turn: u32, quote: &str) -> bool {
+    output.get("turn").and_then(serde_json::Value::as_u64) == Some(u64::from(turn))
+        && output.get("quote").and_then(serde_json::Value::as_str) == Some(quote)
+}
+
 /// The stored insights of a call.
 pub async fn insights(db: &Db, call_id: &str) -> Result<Insights> {
     let rows = sqlx::query("SELECT kind, body, model_id, prompt_version FROM insights WHERE call_id = $1 ORDER BY start_ms, id")

@@ -14,6 +14,7 @@ use super::records::{self, Insights};
 use super::tasks::side_name;
 use super::transcript::{CallTranscript, Side};
 use crate::error::{Error, Result};
+use crate::review::Kind;
 use crate::review::audit::{self, NewEvent};
 use crate::store::{Db, now_ms};
 use crate::users::User;
@@ -128,10 +129,11 @@ pub async fn relabel(
             serde_json::to_string(&o).expect("objection serializes")
         };
         sqlx::query("UPDATE insights SET body = $1 WHERE id = $2")
-            .bind(new_body)
+            .bind(&new_body)
             .bind(&id)
             .execute(&mut *tx)
             .await?;
+        update_proposals(&mut tx, &call.id, &kind, &new_body, now).await?;
     }
     audit::append(
         &mut tx,
@@ -156,6 +158,52 @@ pub async fn relabel(
         insights: records::insights(db, &call.id).await?,
         objections_removed: removed,
     })
+}
+
+/// Re-attributes the still undecided recommendations of a re-attributed insight (`body`, of
+/// `kind` commitment or objection), so a reviewer decides what the call page shows.
+async fn update_proposals(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    call_id: &str,
+    kind: &str,
+    body: &str,
+    now: i64,
+) -> Result<()> {
+    let item: serde_json::Value = serde_json::from_str(body).expect("an insight body is JSON");
+    let (Some(turn), Some(quote)) = (
+        item.get("turn").and_then(serde_json::Value::as_u64),
+        item.get("quote").and_then(serde_json::Value::as_str),
+    ) else {
+        return Ok(());
+    };
+    let kind = if kind == "commitment" {
+        Kind::Commitment
+    } else {
+        Kind::ObjectionAnswer
+    };
+    let rows = sqlx::query(
+        "SELECT id, output FROM recommendations WHERE subject_kind = 'call' \
+         AND subject_id = $1 AND kind = $2 AND state = 'proposed'",
+    )
+    .bind(call_id)
+    .bind(kind.as_str())
+    .fetch_all(&mut **tx)
+    .await?;
+    for row in rows {
+        let id: String = row.try_get("id")?;
+        let output: String = row.try_get("output")?;
+        let output: serde_json::Value = serde_json::from_str(&output)
+            .map_err(|e| Error::Internal(format!("recommendation {id} output: {e}")))?;
+        if records::is_output_of(&output, turn as u32, quote) {
+            sqlx::query("UPDATE recommendations SET output = $1, updated_at = $2 WHERE id = $3")
+                .bind(body)
+                .bind(now)
+                .bind(&id)
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 /// Checks and applies `changes` to the transcript's speaker map and segments.

@@ -104,7 +104,7 @@ impl Recommendation {
 
     /// Whether `user` may decide it now: managers in its region and admins always; the owner
     /// only while its route is `owner` and it has not been escalated.
-    fn decidable_by(&self, user: &User) -> bool {
+    pub fn decidable_by(&self, user: &User) -> bool {
         match user.role {
             Role::Admin => true,
             Role::Manager => self.region == user.region,
@@ -181,6 +181,31 @@ pub async fn get(db: &Db, user: &User, id: &str) -> Result<Recommendation> {
     } else {
         Err(not_found())
     }
+}
+
+/// The recommendations about one subject (`call`, `id`) that `user` may see, oldest first.
+pub async fn for_subject(
+    db: &Db,
+    user: &User,
+    subject_kind: &str,
+    subject_id: &str,
+) -> Result<Vec<Recommendation>> {
+    let rows = sqlx::query(
+        "SELECT * FROM recommendations WHERE subject_kind = $1 AND subject_id = $2 \
+         ORDER BY created_at, id",
+    )
+    .bind(subject_kind)
+    .bind(subject_id)
+    .fetch_all(db.pool())
+    .await?;
+    let mut out = Vec::new();
+    for row in &rows {
+        let rec = from_row(row)?;
+        if rec.visible_to(user) {
+            out.push(rec);
+        }
+    }
+    Ok(out)
 }
 
 /// A person's decision on a proposal.
@@ -405,4 +430,43 @@ pub async fn triage(db: &Db, rules: &Rules) -> Result<TriageReport> {
         tx.commit().await?;
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Subject;
+    use super::super::tests_support::{World, proposal, propose_one};
+    use super::*;
+
+    #[tokio::test]
+    async fn a_subjects_recommendations_are_listed_within_the_callers_scope() {
+        let w = World::new().await;
+        let call = |subject_id: &str| super::super::Proposal {
+            subject: Subject::Call,
+            subject_id: subject_id.into(),
+            ..proposal(Kind::Commitment, &w.rep)
+        };
+        let first = propose_one(&w.db, &call("call-1")).await;
+        let second = propose_one(&w.db, &call("call-1")).await;
+        propose_one(&w.db, &call("call-2")).await;
+        let ids = |recs: Vec<Recommendation>| recs.into_iter().map(|r| r.id).collect::<Vec<_>>();
+        let mine = for_subject(&w.db, &w.rep, "call", "call-1").await.unwrap();
+        assert_eq!(ids(mine), [first.clone(), second.clone()]);
+        let manager = for_subject(&w.db, &w.manager, "call", "call-1")
+            .await
+            .unwrap();
+        assert_eq!(ids(manager), [first, second]);
+        for stranger in [&w.other_rep, &w.other_manager] {
+            let seen = for_subject(&w.db, stranger, "call", "call-1")
+                .await
+                .unwrap();
+            assert!(seen.is_empty());
+        }
+        assert!(
+            for_subject(&w.db, &w.admin, "deal", "call-1")
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
 }

@@ -11,6 +11,7 @@
 
 mod assets;
 mod bids;
+mod call;
 mod i18n;
 mod pages;
 mod quote;

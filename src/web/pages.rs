@@ -12,10 +12,14 @@ use axum::http::header::SET_COOKIE;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
+use super::call::{EditField, Review, SpeakerRow, Stats, speaker_rows};
 use super::session::{self, LANG_COOKIE, PRE_COOKIE, SESSION_COOKIE};
 use super::{Lang, Page, Tr, render};
+use crate::calls::analytics;
+use crate::calls::extract::Category;
 use crate::calls::records::{self, Call};
 use crate::calls::tasks::{self, Task};
+use crate::calls::trackers::Trackers;
 use crate::error::{Error, Result};
 use crate::http::AppState;
 use crate::review::audit::Event;
@@ -387,6 +391,9 @@ struct CommitmentView {
     quote: String,
     start_ms: u64,
     at: String,
+    needs_relabel: bool,
+    edit: Vec<EditField>,
+    review: Review,
 }
 
 struct ObjectionView {
@@ -397,6 +404,9 @@ struct ObjectionView {
     answer: String,
     start_ms: u64,
     at: String,
+    needs_relabel: bool,
+    edit: Vec<EditField>,
+    review: Review,
 }
 
 #[derive(Template)]
@@ -410,9 +420,13 @@ struct CallPage {
     commitments: Vec<CommitmentView>,
     objections: Vec<ObjectionView>,
     tasks: Vec<Task>,
+    speakers: Vec<SpeakerRow>,
+    participants: Vec<String>,
+    stats: Option<Stats>,
 }
 
-/// `GET /app/calls/{id}`: player, transcript, insights and tasks (or the live progress).
+/// `GET /app/calls/{id}`: player, transcript, insights with their review state and tasks (or
+/// the live progress), speaker labels and analytics.
 pub async fn call(
     State(state): State<AppState>,
     Extension(p): Extension<Page>,
@@ -426,6 +440,22 @@ pub async fn call(
     let transcript = records::transcript(&state.db, &call).await?;
     let insights = records::insights(&state.db, &call.id).await?;
     let tasks = tasks::list(state.db.pool(), &call.id).await?;
+    review::triage(&state.db, &state.rules.current()).await?;
+    let recs = review::queue::for_subject(&state.db, &user, "call", &call.id).await?;
+    let stats = match &transcript {
+        Some(t) => Some(Stats::new(
+            p.t,
+            &analytics::analyze(t, &Trackers::load(&state.config)?),
+        )),
+        None => None,
+    };
+    let (speakers, participants): (Vec<SpeakerRow>, Vec<String>) = transcript
+        .as_ref()
+        .map(|t| {
+            let names = t.participants.iter().map(|p| p.name.clone()).collect();
+            (speaker_rows(t), names)
+        })
+        .unwrap_or_default();
     let lines = transcript
         .map(|t| {
             t.segments
@@ -456,33 +486,74 @@ pub async fn call(
                 .collect()
         })
         .unwrap_or_default();
+    let t = p.t;
+    let categories: Vec<(String, String)> = Category::ALL
+        .iter()
+        .map(|c| (c.as_str().to_string(), t.d("category", c.as_str())))
+        .collect();
     let commitments = insights
         .commitments
         .iter()
-        .map(|c| CommitmentView {
-            owner: c.owner.clone(),
-            action: c.action.clone(),
-            due: c
+        .map(|c| {
+            let review = Review::find(p.t, &user, &recs, Kind::Commitment, c.turn, &c.quote);
+            let due = c
                 .due_date
                 .map(|d| d.to_string())
                 .or_else(|| c.due_text.clone())
-                .unwrap_or_default(),
-            quote: c.quote.clone(),
-            start_ms: c.start_ms,
-            at: clock(c.start_ms),
+                .unwrap_or_default();
+            let owner = review.value("owner", &c.owner);
+            let due = review.value("due_date", &due);
+            let action = review.value("action", &c.action);
+            let names = participants
+                .iter()
+                .map(|n| (n.clone(), n.clone()))
+                .collect();
+            let edit = vec![
+                EditField::new("action", t.s("tasks.action"), "text", &action),
+                EditField::select("owner", t.s("call.owner"), &owner, names),
+                EditField::new("due_date", t.s("call.due"), "date", &due),
+            ];
+            CommitmentView {
+                owner,
+                action,
+                due,
+                quote: c.quote.clone(),
+                start_ms: c.start_ms,
+                at: clock(c.start_ms),
+                needs_relabel: c.needs_relabel,
+                edit,
+                review,
+            }
         })
         .collect();
     let objections = insights
         .objections
         .iter()
-        .map(|o| ObjectionView {
-            category: p.t.d("category", o.category.as_str()),
-            raised_by: o.raised_by.clone(),
-            quote: o.quote.clone(),
-            resolved: o.resolved,
-            answer: o.answer.clone(),
-            start_ms: o.start_ms,
-            at: clock(o.start_ms),
+        .map(|o| {
+            let review = Review::find(p.t, &user, &recs, Kind::ObjectionAnswer, o.turn, &o.quote);
+            let category = review.value("category", o.category.as_str());
+            let answer = review.value("answer", &o.answer);
+            let edit = vec![
+                EditField::select(
+                    "category",
+                    t.s("call_review.category"),
+                    &category,
+                    categories.clone(),
+                ),
+                EditField::new("answer", t.s("call.playbook"), "textarea", &answer),
+            ];
+            ObjectionView {
+                category: t.d("category", &category),
+                raised_by: o.raised_by.clone(),
+                quote: o.quote.clone(),
+                resolved: o.resolved,
+                answer,
+                start_ms: o.start_ms,
+                at: clock(o.start_ms),
+                needs_relabel: o.needs_relabel,
+                edit,
+                review,
+            }
         })
         .collect();
     Ok(render(&CallPage {
@@ -494,6 +565,9 @@ pub async fn call(
         commitments,
         objections,
         tasks,
+        speakers,
+        participants,
+        stats,
     }))
 }
 

@@ -185,6 +185,18 @@ async fn relabel_reattributes_items_and_tasks_is_audited_and_scoped() {
         (task.owner.as_str(), task.side.as_str()),
         ("Daniel Okafor", "seller")
     );
+    // The undecided recommendations follow: a reviewer decides the re-attributed items.
+    let recs = crate::review::queue::for_subject(&w.db, &w.rep, "call", &id)
+        .await
+        .unwrap();
+    let owners: Vec<&str> = recs
+        .iter()
+        .filter_map(|r| r.output.get("owner").or_else(|| r.output.get("raised_by")))
+        .filter_map(serde_json::Value::as_str)
+        .collect();
+    assert!(owners.contains(&"Daniel Okafor"), "{owners:?}");
+    assert!(owners.contains(&"Susan Whitfield"), "{owners:?}");
+    assert!(!owners.contains(&"Speaker 2"), "{owners:?}");
     assert_eq!(
         task.id, tasks_before[0].id,
         "the task itself is kept (status, link)"
