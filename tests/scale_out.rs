@@ -95,18 +95,12 @@ fn two_apis_and_two_workers_share_one_database() {
     let root = dir.path();
     let rep = add_user(root, "rep", "rep", "emea");
     let bidder = add_user(root, "bidder", "bid", "emea");
-    let api = [
-        Server::start({
-            let mut c = member(root, "api-a");
-            c.args(["--workers", "0"]);
-            c
-        }),
-        Server::start({
-            let mut c = member(root, "api-b");
-            c.args(["--workers", "0"]);
-            c
-        }),
-    ];
+    // API processes only: no workers.
+    let api = ["api-a", "api-b"].map(|name| {
+        let mut cmd = member(root, name);
+        cmd.env("DEALDESK_JOBS_WORKERS", "0");
+        Server::start(cmd)
+    });
 
     // A bid written through one API is found through the other, whose index follows the log.
     let corpus = concat!(env!("CARGO_MANIFEST_DIR"), "/corpus/bids/SB-101.json");

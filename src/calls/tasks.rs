@@ -86,6 +86,56 @@ impl Task {
     }
 }
 
+/// Makes the task of a reviewed commitment say what the reviewer decided, inside the
+/// decision's transaction: an override's action, owner and due date replace the model's; a
+/// rejected commitment's task is removed (the recommendation and the audit trail keep it).
+/// `proposed` is the model's commitment (it finds the task by its quote); `decided` is the
+/// replacement, `None` for a rejection. Returns how many tasks changed.
+pub async fn follow_decision(
+    tx: &mut sqlx::Transaction<'_, Any>,
+    call_id: &str,
+    proposed: &serde_json::Value,
+    decided: Option<&serde_json::Value>,
+) -> Result<u64> {
+    let Some(quote) = proposed.get("quote").and_then(serde_json::Value::as_str) else {
+        return Ok(0);
+    };
+    let Some(decided) = decided else {
+        let gone = sqlx::query("DELETE FROM tasks WHERE call_id = $1 AND quote = $2")
+            .bind(call_id)
+            .bind(quote)
+            .execute(&mut **tx)
+            .await?;
+        return Ok(gone.rows_affected());
+    };
+    let text = |key: &str| {
+        decided
+            .get(key)
+            .and_then(serde_json::Value::as_str)
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+    };
+    let due = match decided.get("due_date") {
+        Some(serde_json::Value::String(d)) if !d.trim().is_empty() => {
+            Some(super::dates::Date::parse(d)?.to_string())
+        }
+        _ => None,
+    };
+    let changed = sqlx::query(
+        "UPDATE tasks SET action = COALESCE($1, action), owner = COALESCE($2, owner), \
+         due_date = $3, updated_at = $4 WHERE call_id = $5 AND quote = $6",
+    )
+    .bind(text("action"))
+    .bind(text("owner"))
+    .bind(due)
+    .bind(now_ms())
+    .bind(call_id)
+    .bind(quote)
+    .execute(&mut **tx)
+    .await?;
+    Ok(changed.rows_affected())
+}
+
 /// The tasks of a call, by due date.
 pub async fn list<'c, E: Executor<'c, Database = Any>>(
     executor: E,

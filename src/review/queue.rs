@@ -308,6 +308,12 @@ pub async fn decide(db: &Db, user: &User, id: &str, decision: &Decision) -> Resu
     .bind(now)
     .execute(&mut *tx)
     .await?;
+    // A commitment's task follows the decision, so lists and exports show what stands.
+    if rec.kind == Kind::Commitment && state != "approved" {
+        let decided = (state == "overridden").then_some(&final_output);
+        crate::calls::tasks::follow_decision(&mut tx, &rec.subject_id, &rec.output, decided)
+            .await?;
+    }
     audit::append(
         &mut tx,
         NewEvent {

@@ -257,3 +257,83 @@ fn cli_assignments_parse() {
     );
     assert!(parse_assignments(&["Speaker 1".into()]).is_err());
 }
+
+#[tokio::test]
+async fn tasks_follow_the_review_of_their_commitment() {
+    use crate::review::{Decision, Kind as RecKind};
+    let w = World::new().await;
+    let commitment = |id: &str| {
+        let db = w.db.clone();
+        let id = id.to_string();
+        async move {
+            let (rec,): (String,) = sqlx::query_as(
+                "SELECT id FROM recommendations WHERE subject_id = $1 AND kind = $2",
+            )
+            .bind(&id)
+            .bind(RecKind::Commitment.as_str())
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+            rec
+        }
+    };
+
+    // An override's action, owner and due date replace the model's in the task.
+    let edited = diarized_call(&w).await;
+    let rec = commitment(&edited).await;
+    let original = crate::review::queue::get(&w.db, &w.manager, &rec)
+        .await
+        .unwrap();
+    let mut replacement = original.output.clone();
+    replacement["action"] = "send the brochure and the price list".into();
+    replacement["owner"] = "Daniel Okafor".into();
+    replacement["due_date"] = "2026-12-04".into();
+    let bad = Decision::Override {
+        replacement: serde_json::json!({"quote": original.output["quote"], "due_date": "soon"}),
+        reason: "wrong date".into(),
+    };
+    let e = crate::review::decide(&w.db, &w.manager, &rec, &bad)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::InvalidInput(_)), "{e:?}");
+    let decision = Decision::Override {
+        replacement,
+        reason: "the rep promised the price list too".into(),
+    };
+    crate::review::decide(&w.db, &w.manager, &rec, &decision)
+        .await
+        .unwrap();
+    let task = &tasks::list(w.db.pool(), &edited).await.unwrap()[0];
+    assert_eq!(
+        (
+            task.action.as_str(),
+            task.owner.as_str(),
+            task.due_date.as_deref()
+        ),
+        (
+            "send the brochure and the price list",
+            "Daniel Okafor",
+            Some("2026-12-04")
+        )
+    );
+
+    // A rejected commitment leaves no task behind; the recommendation keeps it.
+    let rejected = diarized_call(&w).await;
+    let rec = commitment(&rejected).await;
+    let reject = Decision::Reject {
+        reason: "small talk, not a promise".into(),
+    };
+    crate::review::decide(&w.db, &w.manager, &rec, &reject)
+        .await
+        .unwrap();
+    assert!(
+        tasks::list(w.db.pool(), &rejected)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let kept = crate::review::queue::get(&w.db, &w.manager, &rec)
+        .await
+        .unwrap();
+    assert_eq!(kept.state, "rejected");
+}
