@@ -11,10 +11,12 @@
 
 mod assets;
 mod bids;
+mod dashboard;
 mod i18n;
 mod pages;
 mod quote;
 pub mod session;
+mod svg;
 
 use axum::Router;
 use axum::body::Body;
@@ -142,6 +144,10 @@ pub fn routes() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             post(pages::decide),
         ),
         (spec(M::GET, "/app/audit", MANAGERS), get(pages::audit)),
+        (
+            spec(M::GET, "/app/dashboard", MANAGERS),
+            get(dashboard::page),
+        ),
     ]
 }
 
