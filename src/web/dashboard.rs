@@ -476,7 +476,11 @@ mod tests {
         assert!(chart.bars[1].pieces.is_empty());
         assert_eq!(chart.ticks.last().unwrap().1, 4);
         assert_eq!(chart.rows[0], ("2026-03-02".into(), vec![3, 1], 4));
-        assert!(chart.summary.contains("4 objections"), "{}", chart.summary);
+        assert!(
+            chart.summary.starts_with("Objections raised: 4 in 2 weeks"),
+            "{}",
+            chart.summary
+        );
         assert!(chart.summary.contains("Price (3)"), "{}", chart.summary);
         let zh = ObjectionChart::new(Tr(Lang::Zh), &trend);
         assert!(zh.summary.contains("价格 (3)"), "{}", zh.summary);
