@@ -190,12 +190,37 @@
     setTimeout(tick, 2000);
   }
 
+  // Dashboard: an admin re-enables a kind the circuit breaker switched to manual
+  // (POST /review/breakers/{kind}/reset), then the page reloads.
+  function setupBreakerReset() {
+    const box = $("#breakers");
+    if (!box) return;
+    $$("button.reset-breaker", box).forEach((b) => b.addEventListener("click", async () => {
+      b.disabled = true;
+      try {
+        const r = await fetch("/review/breakers/" + encodeURIComponent(b.dataset.kind) + "/reset", {
+          method: "POST", credentials: "same-origin",
+          headers: { Accept: "application/json", "X-CSRF-Token": csrf },
+        });
+        const body = await r.json().catch(() => ({}));
+        if (!r.ok) throw new Error(body.message || r.statusText);
+        window.location.reload();
+      } catch (e) {
+        const status = $("#breaker-status");
+        status.textContent = box.dataset.msgFailed + ": " + e.message;
+        status.classList.add("error");
+        b.disabled = false;
+      }
+    }));
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
     setupUpload();
     setupProgress();
     setupPlayer();
     setupDialogs();
     setupCallList();
+    setupBreakerReset();
   });
 })();
 

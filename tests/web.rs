@@ -737,3 +737,292 @@ async fn shot_at(b: &Browser, name: &str, (width, height): (u32, u32), selector:
     b.shot(name).await;
     b.client.set_window_size(1280, 900).await.unwrap();
 }
+
+/// The manager dashboard on a history recorded through the API: two calls (one per region)
+/// analyzed by the real LLM, reviews decided, deals closed with and against the recommendation,
+/// a fitted quote model, a tripped breaker and a firing alert. A manager sees their region
+/// only, an admin every region and resets the breaker, a rep gets the 403 page.
+#[test]
+fn a_manager_reads_the_dashboard_of_their_region() {
+    let dir = tempfile::tempdir().unwrap();
+    let rep = add_user(dir.path(), "rita", "rep", "emea");
+    let manager = add_user(dir.path(), "maria", "manager", "emea");
+    let apac_rep = add_user(dir.path(), "kenji", "rep", "apac");
+    let apac_manager = add_user(dir.path(), "ken", "manager", "apac");
+    let admin = add_user(dir.path(), "ada", "admin", "hq");
+    // The shipped rules, with the overdue-commitments alert firing from the first one.
+    let shipped =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/rules.toml")).unwrap();
+    assert!(shipped.contains("above = 20\n"));
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(&rules, shipped.replace("above = 20\n", "above = 0\n")).unwrap();
+    let mut cmd = dealdesk(dir.path());
+    cmd.env("DEALDESK_REVIEW_RULES", &rules);
+    let server = Server::start(cmd);
+    let url = server.url.clone();
+
+    // Two calls two weeks ago, one per region: "by Friday" is overdue by now.
+    let today = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date();
+    let call_day = today
+        .checked_sub(jiff::Span::new().days(14))
+        .unwrap()
+        .to_string();
+    let mut calls = Vec::new();
+    for (token, title) in [
+        (&rep, "Pricing follow-up with Lumen"),
+        (&apac_rep, "Renewal with Orchid"),
+    ] {
+        let mut t = transcript();
+        t["call_date"] = json!(call_day);
+        t["title"] = json!(title);
+        let resp = server.post("/calls/import-transcript", token, t);
+        assert_eq!(resp.status(), StatusCode::ACCEPTED);
+        calls.push((
+            token.clone(),
+            resp.json::<Value>().unwrap()["call"]["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        ));
+    }
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let b = runtime.block_on(Browser::start());
+    // Before any deal, model or decision: the empty states.
+    runtime.block_on(async {
+        b.sign_in(&url, &manager).await;
+        b.css("nav a[href=\"/app/dashboard\"]")
+            .await
+            .click()
+            .await
+            .unwrap();
+        assert_eq!(b.path().await, "/app/dashboard");
+        b.css("#fairness-empty").await;
+        b.css("#quotes-empty").await;
+        b.css("#breakers-empty").await;
+        b.css("#alerts-empty").await;
+    });
+
+    // Closed deals in both regions and a model fitted on them.
+    for (token, region_shift) in [(&manager, 0u32), (&apac_manager, 1)] {
+        for i in 0..150u32 {
+            let discount = f64::from(i * 37 % 30) / 100.0;
+            let won = f64::from((i + region_shift) * 7919 % 100) / 100.0 < 0.25 + 1.5 * discount;
+            let (segment, product) = [("smb", "Argo"), ("enterprise", "Helix")][i as usize % 2];
+            let deal = json!({"segment": segment, "list_price": 20000.0 + f64::from(i % 7) * 1000.0,
+                "discount": discount, "outcome": if won { "won" } else { "lost" },
+                "features": {"product": product}});
+            assert_eq!(
+                server.post("/deals", token, deal).status(),
+                StatusCode::CREATED
+            );
+        }
+    }
+    assert_eq!(
+        server.post("/quotes/fit", &manager, json!({})).status(),
+        StatusCode::CREATED
+    );
+    // Quotes that followed or overrode the recommendation: emea 3 of 4 followed won, 0 of 2
+    // overridden; apac 0 of 3 followed (a leak would show 3 of 7).
+    let closed = |token: &str, followed: &str, won: bool| {
+        let deal = json!({"segment": "smb", "list_price": 10000.0, "quoted_price": 9000.0,
+            "cost": 6000.0, "outcome": if won { "won" } else { "lost" },
+            "followed_recommendation": followed, "features": {"product": "Argo"}});
+        assert_eq!(
+            server.post("/deals", token, deal).status(),
+            StatusCode::CREATED
+        );
+    };
+    for won in [true, true, true, false] {
+        closed(&manager, "followed", won);
+    }
+    for _ in 0..2 {
+        closed(&manager, "overrode", false);
+    }
+    for _ in 0..3 {
+        closed(&apac_manager, "followed", false);
+    }
+
+    // The calls' analyses, then decisions: emea approves commitments and overrides the rest,
+    // apac rejects everything.
+    for (token, id) in &calls {
+        poll(Duration::from_secs(600), || {
+            let call = server
+                .get(&format!("/calls/{id}"), token)
+                .json::<Value>()
+                .unwrap();
+            match call["status"].as_str().unwrap() {
+                "done" => Some(()),
+                "failed" => panic!("the analysis failed: {call}"),
+                _ => None,
+            }
+        });
+    }
+    let mut decided = 0;
+    for (token, region) in [(&manager, "emea"), (&apac_manager, "apac")] {
+        let queue = server
+            .get("/reviews?state=proposed", token)
+            .json::<Value>()
+            .unwrap();
+        for item in queue["items"].as_array().unwrap() {
+            assert_eq!(item["region"], region);
+            let decision = match (region, item["kind"].as_str().unwrap()) {
+                ("emea", "commitment") => json!({"action": "approve"}),
+                ("emea", _) => json!({"action": "override", "replacement": "Offer a pilot",
+                    "reason": "our playbook answer fits better"}),
+                _ => json!({"action": "reject", "reason": "not said"}),
+            };
+            let id = item["id"].as_str().unwrap();
+            let resp = server.post(&format!("/recommendations/{id}/review"), token, decision);
+            assert_eq!(resp.status(), StatusCode::OK, "{}", resp.text().unwrap());
+            decided += 1;
+        }
+    }
+    assert!(decided >= 2, "both calls gave something to review");
+    // The quote model's calibration drifted: quotes switch to manual review.
+    let db = format!("sqlite://{}", dir.path().join("data/dealdesk.db").display());
+    runtime.block_on(async {
+        let db = dealdesk::store::Db::connect(&db, 1).await.unwrap();
+        let mut conn = db.pool().acquire().await.unwrap();
+        let rules = dealdesk::review::Rules::builtin();
+        assert!(
+            dealdesk::review::breaker::observe_calibration(&mut conn, &rules, 0.5)
+                .await
+                .unwrap()
+        );
+    });
+
+    // What the JSON APIs say for the manager over the dashboard's default range.
+    let from = dealdesk::calls::analytics::week_start(today)
+        .checked_sub(jiff::Span::new().weeks(11))
+        .unwrap()
+        .to_string();
+    let range = format!("from={from}&to={today}");
+    let to_excl = today.checked_add(jiff::Span::new().days(1)).unwrap();
+    let ai = server
+        .get(&format!("/metrics/ai?from={from}&to={to_excl}"), &manager)
+        .json::<Value>()
+        .unwrap();
+    let team = server
+        .get(&format!("/analytics/calls?{range}"), &manager)
+        .json::<Value>()
+        .unwrap();
+    let objections: u64 = team["total"]["objections"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    let pct = |v: &Value| {
+        v.as_f64()
+            .map_or("–".to_string(), |r| format!("{:.0}%", r * 100.0))
+    };
+    let expected_kinds: Vec<Value> = ai["kinds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            json!([
+                k["proposed"].to_string(),
+                pct(&k["acceptance_rate"]),
+                pct(&k["override_rate"])
+            ])
+        })
+        .collect();
+    let rita = ai["commitments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["rep_name"] == "rita")
+        .expect("rita has open commitments")
+        .clone();
+    assert!(rita["overdue"].as_i64().unwrap() >= 1, "{rita}");
+
+    runtime.block_on(async {
+        // The manager: their region's numbers, the same as the API's.
+        b.client.goto(&format!("{url}/app/dashboard")).await.unwrap();
+        assert!(b.text("#scope").await.contains("emea"));
+        let kinds = b
+            .js("return Array.from(document.querySelectorAll('#kinds tbody tr')).map(r => \
+                 [r.cells[1].textContent.trim(), r.querySelector('.acceptance').textContent.trim(), \
+                 r.querySelector('.override').textContent.trim()]);")
+            .await;
+        assert_eq!(kinds, json!(expected_kinds));
+        assert_eq!(b.text("#quotes-followed .win-rate").await, "75%");
+        assert_eq!(b.text("#quotes-followed .deals").await, "4");
+        assert_eq!(b.text("#quotes-followed .margin").await, "9000");
+        assert_eq!(b.text("#quotes-overridden .win-rate").await, "0%");
+        assert_eq!(b.text("#quotes-overridden .deals").await, "2");
+        assert!(objections >= 1, "the call's price objection: {team}");
+        let summary = b.text("#objection-summary").await;
+        let expected = format!("Objections raised: {objections} in 12 weeks");
+        assert!(summary.starts_with(&expected), "{summary}");
+        let bars = b.client.find_all(Locator::Css("#objection-chart rect")).await.unwrap();
+        assert!(!bars.is_empty());
+        let rows = b.text("#rep-commitments").await;
+        assert!(rows.contains("rita") && !rows.contains("kenji"), "{rows}");
+        assert_eq!(
+            b.text("#rep-commitments tr[data-rep=\"rita\"] .overdue").await,
+            rita["overdue"].to_string()
+        );
+        let alerts = b.text("#alert-list").await;
+        assert!(alerts.contains("commitments overdue"), "{alerts}");
+        assert!(b.text("#breaker-quote").await.contains("calibration"));
+        assert!(b.client.find(Locator::Css("button.reset-breaker")).await.is_err(), "managers may not reset");
+        assert!(b.client.find(Locator::Css("#fairness table.fairness-attr")).await.is_ok());
+        let height = b.js("return document.documentElement.scrollHeight;").await;
+        let height = height.as_u64().unwrap().clamp(900, 4000) as u32;
+        b.client.set_window_size(1280, height + 100).await.unwrap();
+        b.shot("dashboard").await;
+        b.client.set_window_size(390, 844).await.unwrap();
+        let phone = b.js("return document.documentElement.scrollHeight;").await;
+        let phone = phone.as_u64().unwrap().clamp(844, 6000) as u32;
+        b.client.set_window_size(390, phone + 100).await.unwrap();
+        b.shot("dashboard-phone").await;
+        b.client.set_window_size(1280, height + 100).await.unwrap();
+        b.css("#lang-switch").await.click().await.unwrap();
+        b.css("html[lang=\"zh-CN\"]").await;
+        assert!(b.text("h1").await.contains("仪表板"));
+        assert!(b.text("#objection-summary").await.contains(&format!("共 {objections} 条异议")));
+        b.shot("dashboard-zh").await;
+        b.css("#lang-switch").await.click().await.unwrap();
+        b.css("html[lang=\"en\"]").await;
+        b.client.set_window_size(1280, 900).await.unwrap();
+
+        // A range without activity: the empty states.
+        b.js("document.getElementById('d-from').value = '2026-01-05'; \
+              document.getElementById('d-to').value = '2026-02-01'; return 0;")
+            .await;
+        b.css("#apply-range").await.click().await.unwrap();
+        b.css("#objections-empty").await;
+        assert!(b.client.current_url().await.unwrap().query().unwrap().contains("from=2026-01-05"));
+        b.css("#quotes-empty").await;
+        b.css("#review-empty").await;
+        b.sign_out().await;
+
+        // A rep: no link, and the 403 page.
+        b.sign_in(&url, &rep).await;
+        assert!(b.client.find(Locator::Css("nav a[href=\"/app/dashboard\"]")).await.is_err());
+        b.client.goto(&format!("{url}/app/dashboard")).await.unwrap();
+        b.css(".error-page[data-status=\"403\"]").await;
+        b.sign_out().await;
+
+        // The admin: every region, and the breaker reset from the page.
+        b.sign_in(&url, &admin).await;
+        b.client.goto(&format!("{url}/app/dashboard")).await.unwrap();
+        let rows = b.text("#rep-commitments").await;
+        assert!(rows.contains("rita") && rows.contains("kenji"), "{rows}");
+        assert_eq!(b.text("#quotes-followed .deals").await, "7");
+        assert_eq!(b.text("#quotes-followed .win-rate").await, "43%");
+        b.css("#breaker-quote button.reset-breaker").await.click().await.unwrap();
+        b.css("#breakers-empty").await;
+        b.client.clone().close().await.unwrap();
+    });
+    let trail = server
+        .get("/audit?subject=kind:quote", &admin)
+        .json::<Value>()
+        .unwrap();
+    assert!(trail.to_string().contains("breaker.reset"), "{trail}");
+}

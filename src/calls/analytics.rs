@@ -666,5 +666,136 @@ async fn extras(db: &Db, call_id: &str, today: &str) -> Result<CallExtras> {
     })
 }
 
+// ---------------------------------------------------------------------------------------------
+// Objection categories over time.
+
+/// Objections of one week (Monday to Sunday, by call day).
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct ObjectionWeek {
+    /// The Monday the week starts, YYYY-MM-DD.
+    pub week: String,
+    /// Objections raised that week, by category.
+    pub counts: BTreeMap<String, usize>,
+}
+
+impl ObjectionWeek {
+    pub fn total(&self) -> usize {
+        self.counts.values().sum()
+    }
+}
+
+/// Weekly objection counts by category over a range of call days.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct ObjectionTrend {
+    pub from: String,
+    pub to: String,
+    /// Every week the range touches, oldest first (weeks without objections included).
+    pub weeks: Vec<ObjectionWeek>,
+    /// Categories seen, most raised first (ties by name).
+    pub categories: Vec<(String, usize)>,
+    pub total: usize,
+}
+
+/// The longest range [`objections_by_week`] accepts, in weeks.
+pub const MAX_WEEKS: i64 = 104;
+
+fn civil(day: &str, name: &str) -> Result<jiff::civil::Date> {
+    day.parse()
+        .map_err(|_| Error::InvalidInput(format!("{name} {day:?}: use YYYY-MM-DD")))
+}
+
+/// The Monday of `day`'s week.
+pub fn week_start(day: jiff::civil::Date) -> jiff::civil::Date {
+    let back = i64::from(day.weekday().to_monday_zero_offset());
+    day.checked_sub(jiff::Span::new().days(back)).unwrap_or(day)
+}
+
+/// Buckets `(call day, category)` pairs into the weeks of `[from, to]` (YYYY-MM-DD, checked);
+/// days outside the range are left out.
+pub fn weekly<'a>(
+    from: &str,
+    to: &str,
+    objections: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<ObjectionTrend> {
+    let (first, last) = (civil(from, "from")?, civil(to, "to")?);
+    if first > last {
+        return Err(Error::InvalidInput(format!(
+            "from {from} is after to {to}; swap them"
+        )));
+    }
+    let mut week = week_start(first);
+    let mut weeks = Vec::new();
+    while week <= last {
+        if weeks.len() as i64 >= MAX_WEEKS {
+            return Err(Error::InvalidInput(format!(
+                "{from} to {to} is more than {MAX_WEEKS} weeks; choose a shorter range"
+            )));
+        }
+        weeks.push(ObjectionWeek {
+            week: week.to_string(),
+            counts: BTreeMap::new(),
+        });
+        week = week
+            .checked_add(jiff::Span::new().weeks(1))
+            .map_err(|e| Error::InvalidInput(format!("to {to}: {e}")))?;
+    }
+    let mut categories: BTreeMap<String, usize> = BTreeMap::new();
+    let mut total = 0;
+    for (day, category) in objections {
+        let Ok(date) = day.parse::<jiff::civil::Date>() else {
+            continue;
+        };
+        if date < first || date > last {
+            continue;
+        }
+        let monday = week_start(date).to_string();
+        if let Some(w) = weeks.iter_mut().find(|w| w.week == monday) {
+            *w.counts.entry(category.to_string()).or_default() += 1;
+            *categories.entry(category.to_string()).or_default() += 1;
+            total += 1;
+        }
+    }
+    let mut categories: Vec<(String, usize)> = categories.into_iter().collect();
+    categories.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    Ok(ObjectionTrend {
+        from: from.to_string(),
+        to: to.to_string(),
+        weeks,
+        categories,
+        total,
+    })
+}
+
+/// Objections raised per week and category in the calls `viewer` may see (the scope of
+/// [`for_range`]), optionally only calls of `region`, with a call day in `[from, to]`.
+pub async fn objections_by_week(
+    db: &Db,
+    viewer: &User,
+    region: Option<&str>,
+    from: &str,
+    to: &str,
+) -> Result<ObjectionTrend> {
+    let from = parse_day(Some(from), "from")?.unwrap_or_default();
+    let to = parse_day(Some(to), "to")?.unwrap_or_default();
+    // Checks the range before reading any call.
+    weekly(&from, &to, [])?;
+    let calls = calls_in_range(db, viewer, None, Some(&from), Some(&to)).await?;
+    let mut raised: Vec<(String, String)> = Vec::new();
+    for call in calls
+        .iter()
+        .filter(|c| region.is_none_or(|r| c.region == r))
+    {
+        let day = call_day(call);
+        for o in records::insights(db, &call.id).await?.objections {
+            raised.push((day.clone(), o.category.as_str().to_string()));
+        }
+    }
+    weekly(
+        &from,
+        &to,
+        raised.iter().map(|(d, c)| (d.as_str(), c.as_str())),
+    )
+}
+
 #[cfg(test)]
 mod tests;

@@ -86,6 +86,39 @@ async fn win_rate(db: &Db, from: i64, to: i64) -> Result<Option<f64>> {
     Ok((closed > 0).then(|| won as f64 / closed as f64))
 }
 
+/// An alert rule and where its metric stands now.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AlertState {
+    pub alert: Alert,
+    /// `None`: nothing to judge yet (no decisions, no closed deals in the windows).
+    pub value: Option<f64>,
+    pub breached: bool,
+    /// When the current breach was posted (by the background check), if it was.
+    pub fired_at: Option<i64>,
+}
+
+/// Every alert of `rules` with its metric's current value, breached ones first.
+pub async fn states(db: &Db, rules: &Rules) -> Result<Vec<AlertState>> {
+    let now = now_ms();
+    let mut out = Vec::new();
+    for alert in &rules.alerts {
+        let value = value(db, alert, now).await?;
+        let fired_at: Option<i64> =
+            sqlx::query_scalar("SELECT fired_at FROM alert_firings WHERE alert = $1")
+                .bind(&alert.name)
+                .fetch_optional(db.pool())
+                .await?;
+        out.push(AlertState {
+            breached: value.is_some_and(|v| v > alert.above),
+            alert: alert.clone(),
+            value,
+            fired_at,
+        });
+    }
+    out.sort_by_key(|s| !s.breached);
+    Ok(out)
+}
+
 /// Evaluates every alert: a new breach claims its firing row (so one process posts it) and is
 /// posted to `webhook`; a cleared one is forgotten, so its next breach fires again. A failed
 /// post releases the claim and is retried at the next check.
@@ -196,6 +229,8 @@ mod tests {
             check().await.unwrap().is_empty(),
             "no decisions yet: nothing to judge"
         );
+        let before = states(&w.db, &rules).await.unwrap();
+        assert_eq!((before[0].value, before[0].breached), (None, false));
 
         let id = propose_one(&w.db, &proposal(Kind::Commitment, &w.rep)).await;
         triage(&w.db, &rules).await.unwrap();
@@ -213,6 +248,9 @@ mod tests {
             }]
         );
         assert!(check().await.unwrap().is_empty(), "still the same breach");
+        let now = states(&w.db, &rules).await.unwrap();
+        assert_eq!((now[0].value, now[0].breached), (Some(1.0), true));
+        assert!(now[0].fired_at.is_some());
         assert_eq!(got.lock().unwrap().len(), 1);
         assert_eq!(got.lock().unwrap()[0]["alert"], "too many overrides");
 

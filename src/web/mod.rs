@@ -12,10 +12,12 @@
 mod assets;
 mod bids;
 mod call;
+mod dashboard;
 mod i18n;
 mod pages;
 mod quote;
 pub mod session;
+mod svg;
 
 use axum::Router;
 use axum::body::Body;
@@ -143,6 +145,10 @@ pub fn routes() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             post(pages::decide),
         ),
         (spec(M::GET, "/app/audit", MANAGERS), get(pages::audit)),
+        (
+            spec(M::GET, "/app/dashboard", MANAGERS),
+            get(dashboard::page),
+        ),
     ]
 }
 

@@ -3,8 +3,6 @@
 //! discount with its interval, the explanation and similar past deals, and whether a manager
 //! must approve it (then it is already in the review queue).
 
-use std::fmt::Write;
-
 use askama::Template;
 use axum::Extension;
 use axum::extract::{Form, State};
@@ -12,6 +10,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::svg::{self, Axis};
 use super::{Page, render};
 use crate::error::{Error, Result};
 use crate::http::AppState;
@@ -105,16 +104,13 @@ fn chart(curve: &[CurvePoint], recommended: Option<f64>) -> Chart {
         .map(|p| p.expected_margin)
         .fold(0.0, f64::max)
         .max(1e-9);
-    let x = |d: f64| 40.0 + d / max_d * W;
-    let y = |v: f64| 10.0 + (1.0 - v.clamp(0.0, 1.0)) * H;
+    let x = Axis::new((0.0, max_d), (40.0, 40.0 + W));
+    let y = Axis::new((0.0, 1.0), (10.0 + H, 10.0));
     let line = |value: &dyn Fn(&CurvePoint) -> f64| {
-        curve.iter().fold(String::new(), |mut s, p| {
-            let _ = write!(s, "{:.1},{:.1} ", x(p.discount), y(value(p)));
-            s
-        })
+        svg::points(curve.iter().map(|p| (x.at(p.discount), y.at(value(p)))))
     };
     let step = if curve.len() > 1 {
-        x(curve[1].discount) - x(curve[0].discount)
+        x.at(curve[1].discount) - x.at(curve[0].discount)
     } else {
         0.0
     };
@@ -124,14 +120,13 @@ fn chart(curve: &[CurvePoint], recommended: Option<f64>) -> Chart {
         forbidden: curve
             .iter()
             .filter(|p| !p.allowed)
-            .map(|p| (x(p.discount) - step / 2.0, step))
+            .map(|p| (x.at(p.discount) - step / 2.0, step))
             .collect(),
-        marker: recommended.map(x),
-        ticks: (0..=5)
-            .map(|i| {
-                let d = max_d * f64::from(i) / 5.0;
-                (x(d), format!("{:.0}%", d * 100.0))
-            })
+        marker: recommended.map(|d| x.at(d)),
+        ticks: x
+            .ticks(5)
+            .into_iter()
+            .map(|(at, d)| (at, format!("{:.0}%", d * 100.0)))
             .collect(),
     }
 }

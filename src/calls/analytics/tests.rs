@@ -278,3 +278,110 @@ fn unattributed_and_odd_input_never_panics() {
     // Span 0–9 s, covered 0–6 s (overlap once).
     assert_eq!((a.span_ms, a.silence_ms), (9_000, 3_000));
 }
+
+#[test]
+fn objections_are_counted_per_monday_week_with_empty_weeks_kept() {
+    // 2026-03-02 is a Monday; the range starts mid-week and ends on a Sunday.
+    let raised = [
+        ("2026-03-04", "price"),
+        ("2026-03-08", "price"),  // Sunday: same week
+        ("2026-03-09", "timing"), // next Monday
+        ("2026-03-23", "price"),
+        ("2026-03-01", "price"), // before the range: left out
+        ("2026-03-30", "price"), // after it
+        ("not a day", "price"),
+    ];
+    let trend = weekly("2026-03-03", "2026-03-29", raised).unwrap();
+    let weeks: Vec<(&str, usize)> = trend
+        .weeks
+        .iter()
+        .map(|w| (w.week.as_str(), w.total()))
+        .collect();
+    assert_eq!(
+        weeks,
+        [
+            ("2026-03-02", 2),
+            ("2026-03-09", 1),
+            ("2026-03-16", 0),
+            ("2026-03-23", 1)
+        ]
+    );
+    assert_eq!(trend.weeks[1].counts["timing"], 1);
+    assert_eq!(
+        trend.categories,
+        [("price".to_string(), 3), ("timing".to_string(), 1)]
+    );
+    assert_eq!(trend.total, 4);
+    assert!(weekly("2026-03-10", "2026-03-01", []).is_err());
+    assert!(
+        weekly("2024-01-01", "2026-03-01", []).is_err(),
+        "over two years"
+    );
+    assert!(weekly("2026-02-30", "2026-03-01", []).is_err());
+}
+
+#[tokio::test]
+async fn weekly_objections_follow_the_viewers_scope() {
+    use crate::users::{self, Role};
+    let (_dir, db) = crate::store::temp_db().await;
+    let add = |name: &'static str, role, region: &'static str| {
+        let db = db.clone();
+        async move { users::add(&db, name, role, region).await.unwrap().user }
+    };
+    let rep = add("rita", Role::Rep, "emea").await;
+    let apac = add("kenji", Role::Rep, "apac").await;
+    let manager = add("maria", Role::Manager, "emea").await;
+    let admin = add("ada", Role::Admin, "hq").await;
+    for (owner, day, category) in [
+        (&rep, "2026-03-04", "price"),
+        (&rep, "2026-03-11", "competitor"),
+        (&apac, "2026-03-04", "timing"),
+    ] {
+        let mut t = english_call();
+        t.call_date = Some(Date::parse(day).unwrap());
+        let call = records::import(&db, owner, &t).await.unwrap();
+        sqlx::query(
+            "INSERT INTO insights (id, call_id, kind, body, quote, created_at) \
+             VALUES ($1, $2, 'objection', $3, 'q', 0)",
+        )
+        .bind(crate::store::new_id())
+        .bind(&call.id)
+        .bind(
+            serde_json::json!({"category": category, "raised_by": "Bob", "quote": "q",
+                "turn": 0, "start_ms": 0, "end_ms": 1, "resolved": false, "answer": "a",
+                "confidence": 0.9})
+            .to_string(),
+        )
+        .execute(db.pool())
+        .await
+        .unwrap();
+    }
+    let count = |viewer: User, region: Option<&'static str>| {
+        let db = db.clone();
+        async move {
+            let t = objections_by_week(&db, &viewer, region, "2026-03-01", "2026-03-31")
+                .await
+                .unwrap();
+            (
+                t.total,
+                t.categories.into_iter().map(|c| c.0).collect::<Vec<_>>(),
+            )
+        }
+    };
+    assert_eq!(
+        count(manager.clone(), None).await,
+        (2, vec!["competitor".into(), "price".into()])
+    );
+    assert_eq!(count(apac.clone(), None).await, (1, vec!["timing".into()]));
+    assert_eq!(count(admin.clone(), None).await.0, 3);
+    assert_eq!(count(admin, Some("apac")).await.0, 1);
+    let trend = objections_by_week(&db, &rep, None, "2026-03-01", "2026-03-31")
+        .await
+        .unwrap();
+    assert_eq!(trend.weeks.len(), 6, "weeks of Feb 23 to Mar 30");
+    assert!(
+        objections_by_week(&db, &rep, None, "", "2026-03-31")
+            .await
+            .is_err()
+    );
+}
