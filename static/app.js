@@ -6,10 +6,20 @@
   const $ = (sel, root) => (root || document).querySelector(sel);
   const $$ = (sel, root) => Array.from((root || document).querySelectorAll(sel));
 
+  // An API error answer ({code, message}) for the user: in a language other than English the
+  // page's own sentence for the code comes first, then the API's (English) detail.
+  function errorText(body, fallback) {
+    const detail = body.message || fallback;
+    if (document.documentElement.lang === "en") return detail;
+    const key = "err" + String(body.code || "failed").replace(/(^|_)(\w)/g, (_, __, c) => c.toUpperCase());
+    const summary = document.body.dataset[key] || document.body.dataset.errFailed;
+    return detail ? summary + " " + detail : summary;
+  }
+
   async function getJson(url) {
     const r = await fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
     const body = await r.json().catch(() => ({}));
-    if (!r.ok) throw new Error(body.message || r.statusText);
+    if (!r.ok) throw new Error(errorText(body, r.statusText));
     return body;
   }
 
@@ -66,7 +76,7 @@
           bar.value = 100;
           window.location.href = "/app/calls/" + body.call.id;
         } else {
-          status.textContent = box.dataset.msgFailed + ": " + (body.message || xhr.statusText);
+          status.textContent = box.dataset.msgFailed + ": " + errorText(body, xhr.statusText);
           status.classList.add("error");
           $("#upload-button").disabled = false;
         }
@@ -203,7 +213,7 @@
           headers: { Accept: "application/json", "X-CSRF-Token": csrf },
         });
         const body = await r.json().catch(() => ({}));
-        if (!r.ok) throw new Error(body.message || r.statusText);
+        if (!r.ok) throw new Error(errorText(body, r.statusText));
         window.location.reload();
       } catch (e) {
         const status = $("#breaker-status");
@@ -269,7 +279,7 @@
         body: JSON.stringify(body(form)),
       });
       const answer = await r.json().catch(() => ({}));
-      if (!r.ok) throw new Error(answer.message || r.statusText);
+      if (!r.ok) throw new Error(errorText(answer, r.statusText));
       window.location.reload();
     } catch (e) {
       if (error) error.textContent = e.message;
