@@ -18,7 +18,7 @@ use crate::store::Db;
 use crate::users::User;
 
 /// Closed deals in the history.
-pub const HISTORY: usize = 360;
+pub const HISTORY: usize = 480;
 const HISTORY_SEED: u64 = 20_260_301;
 const REVIEW_SEED: u64 = 20_260_302;
 /// External ids of history deals: `demo-h-0000` …; of the reviewed quotes: `demo-q-00` ….
@@ -107,20 +107,21 @@ fn region_name(market_region: Option<&str>, main: &str) -> String {
 /// Unit cost as a share of list price by product line.
 fn cost_of(deal: &DealInput) -> f64 {
     let ratio = match deal.features.get("product").and_then(|p| p.as_str()) {
-        Some("Titan") => 0.45,
-        _ => 0.35,
+        Some("Titan") => 0.40,
+        _ => 0.30,
     };
     (deal.list_price * ratio).round()
 }
 
-/// How discounts were set before the recommender: enterprise deals get more, with spread.
+/// How discounts were set before the recommender: anywhere from list price to 30 % off
+/// (enterprise deals up to 34 %), in whole percent.
 fn past_policy(deal: &DealInput, rng: &mut Rng) -> f64 {
-    let base = if deal.segment.as_deref() == Some("enterprise") {
-        0.10
+    let top = if deal.segment.as_deref() == Some("enterprise") {
+        0.34
     } else {
-        0.04
+        0.30
     };
-    ((base + 0.22 * rng.uniform()) * 100.0).round() / 100.0
+    (top * rng.uniform() * 100.0).round() / 100.0
 }
 
 fn today() -> Result<Date> {
