@@ -148,7 +148,10 @@ fn demo_seeds_a_complete_dataset_once_and_serve_analyzes_its_call() {
     assert_eq!(server.get("/me", &rep).status(), 200);
     let call_id = second["calls"][0]["id"].as_str().unwrap().to_string();
     let call: Value = poll(Duration::from_secs(600), || {
-        let call: Value = server.get(&format!("/calls/{call_id}"), &rep).json().unwrap();
+        let call: Value = server
+            .get(&format!("/calls/{call_id}"), &rep)
+            .json()
+            .unwrap();
         assert_ne!(call["status"], "failed", "{call}");
         (call["status"] == "done").then_some(call)
     });

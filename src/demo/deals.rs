@@ -28,10 +28,17 @@ const QUOTE_PREFIX: &str = "demo-q-";
 /// What a reviewer does with a demo quote recommendation, and whether the deal then closes.
 #[derive(Debug, Clone, Copy)]
 enum Step {
-    Approve { close: bool },
+    Approve {
+        close: bool,
+    },
     /// Replace the recommended discount by one this much different.
-    Override { delta: f64, close: bool },
-    Reject { close: bool },
+    Override {
+        delta: f64,
+        close: bool,
+    },
+    Reject {
+        close: bool,
+    },
     Leave,
 }
 
@@ -299,7 +306,11 @@ pub async fn seed_reviews(
                 let reason = REJECT_REASONS[rejects % REJECT_REASONS.len()].to_string();
                 rejects += 1;
                 // Quoted the old way, without the model.
-                (Decision::Reject { reason }, past_policy(&truth, &mut rng), close)
+                (
+                    Decision::Reject { reason },
+                    past_policy(&truth, &mut rng),
+                    close,
+                )
             }
             Step::Leave => {
                 report.pending += 1;

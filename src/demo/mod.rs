@@ -110,13 +110,7 @@ pub async fn seed(config: &Config, db: &Db, opts: &Options) -> Result<Report> {
             .expect("every demo user is seeded")
     };
     let bids = seed_bids(config, db, opts).await?;
-    let calls = seed_calls(
-        config,
-        db,
-        opts,
-        &[user("demo-rep"), user("demo-rep-apac")],
-    )
-    .await?;
+    let calls = seed_calls(config, db, opts, &[user("demo-rep"), user("demo-rep-apac")]).await?;
     let deals = deals::seed_history(db, config, &opts.region).await?;
     let managers = [user("demo-manager"), user("demo-manager-apac")];
     let reps = [user("demo-rep"), user("demo-rep-apac")];

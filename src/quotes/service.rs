@@ -280,11 +280,7 @@ pub async fn import(db: &Db, actor: Actor<'_>, csv: &Path, mapping: &Path) -> Re
 
 /// Imports deals already read (a parsed CRM export, generated demo deals): each is checked,
 /// then all are recorded in one transaction, or none.
-pub async fn import_deals(
-    db: &Db,
-    actor: Actor<'_>,
-    deals: Vec<NewDeal>,
-) -> Result<ImportReport> {
+pub async fn import_deals(db: &Db, actor: Actor<'_>, deals: Vec<NewDeal>) -> Result<ImportReport> {
     let deals = deals
         .into_iter()
         .map(NewDeal::validate)
