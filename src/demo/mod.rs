@@ -83,7 +83,7 @@ pub struct SeededCall {
     pub call_date: Option<String>,
     /// `queued` until `dealdesk serve` has analyzed it, then `done`.
     pub status: String,
-    /// Imported and queued by this run (false: it was already there).
+    /// Queued for analysis by this run (false: it already was).
     pub new: bool,
 }
 
@@ -100,6 +100,15 @@ pub struct Report {
 
 /// Seeds the demo dataset into the database of `config` (see the module docs).
 pub async fn seed(config: &Config, db: &Db, opts: &Options) -> Result<Report> {
+    for part in ["bids", "calls"] {
+        if !opts.corpus.join(part).is_dir() {
+            return Err(Error::InvalidInput(format!(
+                "no {part} folder in {}: run `dealdesk demo` from the dealdesk checkout or give \
+                 --corpus PATH/TO/dealdesk/corpus",
+                opts.corpus.display()
+            )));
+        }
+    }
     let users = seed_users(db, &opts.region).await?;
     let user = |name: &str| {
         users
@@ -146,18 +155,9 @@ async fn seed_users(db: &Db, region: &str) -> Result<Vec<NewUser>> {
 
 /// The starter bid library, through the bid import (unchanged bids are left alone).
 async fn seed_bids(config: &Config, db: &Db, opts: &Options) -> Result<bids::ImportReport> {
-    let dir = opts.corpus.join("bids");
-    let bids = record::read_path(&dir).map_err(|e| missing_corpus(opts, e))?;
+    let bids = record::read_path(&opts.corpus.join("bids"))?;
     let library = Library::open(config, db.clone()).await?;
     library.import(&bids, &|_| {}).await
-}
-
-fn missing_corpus(opts: &Options, e: Error) -> Error {
-    Error::InvalidInput(format!(
-        "{e}; run `dealdesk demo` from the dealdesk checkout or give --corpus PATH/corpus \
-         (looked in {})",
-        opts.corpus.display()
-    ))
 }
 
 /// Imports each demo transcript (dated `days_ago` before today) for its rep and queues its
@@ -173,27 +173,31 @@ async fn seed_calls(
     let mut out = Vec::new();
     for demo in CALLS.iter().take(opts.calls.unwrap_or(CALL_COUNT)) {
         let path = opts.corpus.join("calls").join(demo.file);
-        let mut t = CallTranscript::load(&path).map_err(|e| missing_corpus(opts, e))?;
+        let mut t = CallTranscript::load(&path)?;
         t.call_date = Some(today.add_days(-demo.days_ago));
         let owner = if t.language == "zh" { rep_apac } else { rep };
         let existing = records::list_scoped(db, owner)
             .await?
             .into_iter()
             .find(|c| c.title == t.title && c.owner_id == owner.id);
-        let (call, new) = match existing {
-            Some(call) => (call, false),
-            None => {
-                let call = records::import(db, owner, &t).await?;
-                let job = jobs
-                    .enqueue(
-                        ANALYZE_JOB,
-                        &serde_json::json!({"call_id": call.id}),
-                        Some(&owner.id),
-                    )
-                    .await?;
-                records::set_job(db, &call.id, &job.id).await?;
-                (records::get(db, &call.id).await?, true)
-            }
+        let call = match existing {
+            Some(call) => call,
+            None => records::import(db, owner, &t).await?,
+        };
+        // Queued unless it already was (a run stopped between import and queueing resumes).
+        let new = call.job_id.is_none();
+        let call = if new {
+            let job = jobs
+                .enqueue(
+                    ANALYZE_JOB,
+                    &serde_json::json!({"call_id": call.id}),
+                    Some(&owner.id),
+                )
+                .await?;
+            records::set_job(db, &call.id, &job.id).await?;
+            records::get(db, &call.id).await?
+        } else {
+            call
         };
         out.push(SeededCall {
             id: call.id,
