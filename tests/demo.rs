@@ -173,16 +173,19 @@ fn demo_seeds_a_complete_dataset_once_and_serve_analyzes_its_call() {
         .get("/reviews?state=proposed", &manager)
         .json()
         .unwrap();
-    let kinds: Vec<&str> = queue
+    let kinds: Vec<&str> = queue["items"]
         .as_array()
         .unwrap()
         .iter()
         .map(|r| r["kind"].as_str().unwrap())
         .collect();
     assert!(kinds.contains(&"commitment"), "{queue}");
+    assert!(kinds.contains(&"quote"), "{queue}");
     let apac: Value = server.get("/reviews", &apac_manager).json().unwrap();
+    assert!(!apac["items"].as_array().unwrap().is_empty(), "{apac}");
     assert!(
-        apac.as_array()
+        apac["items"]
+            .as_array()
             .unwrap()
             .iter()
             .all(|r| r["region"] == "apac" && r["kind"] == "quote"),
