@@ -47,7 +47,8 @@ pub enum Command {
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// Create one demo user per role and print their tokens (for the quick start).
+    /// Seed the demo dataset (users for every role, bids, calls, deals, a quote model and a
+    /// review history) and print the users' tokens (for the quick start); safe to rerun.
     Demo(DemoArgs),
     /// Transcribe a recording (wav, mp3, m4a, ogg, flac) with the local Whisper model.
     Transcribe(TranscribeArgs),
@@ -285,9 +286,15 @@ pub enum ConfigCommand {
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {
-    /// Region of the demo users.
+    /// Region of the English-speaking demo users (the Mandarin rep and manager are in apac).
     #[arg(long, default_value = "emea")]
     pub region: String,
+    /// The project's corpus folder (starter bids and demo call transcripts).
+    #[arg(long, default_value = "corpus")]
+    pub corpus: PathBuf,
+    /// Import only the first N demo calls (of 5), e.g. to keep a test short.
+    #[arg(long)]
+    pub calls: Option<usize>,
     #[arg(long)]
     pub json: bool,
 }
@@ -648,22 +655,61 @@ fn print_new_user(new: &users::NewUser, json: bool) {
 
 async fn demo(config: &Config, args: DemoArgs) -> Result<()> {
     let db = Db::open(config).await?;
-    let mut issued = Vec::new();
-    for role in Role::ALL {
-        let name = format!("demo-{role}");
-        let new = match users::add(&db, &name, role, &args.region).await {
-            Err(Error::Conflict(_)) => users::issue_token(&db, &name).await?,
-            other => other?,
-        };
-        issued.push(new);
-    }
+    let opts = crate::demo::Options {
+        region: args.region,
+        corpus: args.corpus,
+        calls: args.calls,
+    };
+    let report = crate::demo::seed(config, &db, &opts).await?;
     if args.json {
-        print_json(&issued);
+        print_json(&report);
+        return Ok(());
+    }
+    let b = &report.bids;
+    println!(
+        "bids: {} added, {} updated, {} unchanged",
+        b.inserted, b.updated, b.unchanged
+    );
+    for c in &report.calls {
+        println!(
+            "call {} ({}, {}, {}): {}{}",
+            c.id,
+            c.title,
+            c.owner,
+            c.call_date.as_deref().unwrap_or("no date"),
+            c.status,
+            if c.new { ", queued for analysis" } else { "" }
+        );
+    }
+    let d = &report.deals;
+    println!(
+        "deals: {} closed ({} imported now); quote model version {}{}",
+        d.history,
+        d.imported,
+        d.model_version,
+        if d.model_fitted { " (fitted now)" } else { "" }
+    );
+    let q = &report.quotes;
+    if q.proposed == 0 {
+        println!("quote reviews: already seeded");
     } else {
-        println!("Demo users (region {}), one token per role:", args.region);
-        for new in &issued {
-            println!("  {:<8} {}", new.user.role.as_str(), new.token);
-        }
+        println!(
+            "quote reviews: {} proposed: {} approved, {} overridden, {} rejected, {} waiting; {} deals closed",
+            q.proposed, q.approved, q.overridden, q.rejected, q.pending, q.closed
+        );
+    }
+    println!("Demo users, one token each:");
+    for new in &report.users {
+        println!(
+            "  {:<18} {:<8} {:<6} {}",
+            new.user.name,
+            new.user.role.as_str(),
+            new.user.region,
+            new.token
+        );
+    }
+    if report.calls.iter().any(|c| c.status != "done") {
+        println!("`dealdesk serve` analyzes the queued calls (under a minute each on 2 cores).");
     }
     Ok(())
 }

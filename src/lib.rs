@@ -28,6 +28,7 @@ pub mod bids;
 pub mod calls;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod diarize;
 pub mod engines;
 pub mod error;

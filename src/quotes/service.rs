@@ -275,6 +275,16 @@ pub async fn import(db: &Db, actor: Actor<'_>, csv: &Path, mapping: &Path) -> Re
         Ok(deals) => deals,
         Err(bad) => return Err(import::bad_rows_error(csv, &bad)),
     };
+    import_deals(db, actor, deals).await
+}
+
+/// Imports deals already read (a parsed CRM export, generated demo deals): each is checked,
+/// then all are recorded in one transaction, or none.
+pub async fn import_deals(db: &Db, actor: Actor<'_>, deals: Vec<NewDeal>) -> Result<ImportReport> {
+    let deals = deals
+        .into_iter()
+        .map(NewDeal::validate)
+        .collect::<Result<Vec<_>>>()?;
     store::insert_deals(db, actor.user_id, "", &deals).await?;
     let count = |o: Option<super::deals::Outcome>| deals.iter().filter(|d| d.outcome == o).count();
     Ok(ImportReport {

@@ -289,6 +289,27 @@ mod tests {
         assert_eq!(list(&db, Some("deal:3"), 10).await.unwrap().len(), 1);
     }
 
+    /// Prices in a quote's output are floats whose shortest form has 17 digits; read back from
+    /// the database they must hash the same (serde_json's exact float parsing).
+    #[tokio::test]
+    async fn floats_read_back_hash_the_same() {
+        let (_dir, db) = crate::store::temp_db().await;
+        let mut tx = db.pool().begin().await.unwrap();
+        append(
+            &mut tx,
+            NewEvent {
+                action: "recommendation.proposed",
+                subject: "deal:1".into(),
+                after: Some(json!({"price": 13412.279999999999, "p": 0.5906383191479829})),
+                ..NewEvent::default()
+            },
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(verify(&db).await.unwrap().first_broken, None);
+    }
+
     #[tokio::test]
     async fn editing_a_row_directly_breaks_the_chain_at_that_row() {
         let (_dir, db) = crate::store::temp_db().await;
