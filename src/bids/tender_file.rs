@@ -13,7 +13,7 @@ use quick_xml::events::Event;
 use crate::error::{Error, Result};
 
 /// The largest tender file accepted.
-pub const MAX_BYTES: usize = 4 * 1024 * 1024;
+pub const MAX_BYTES: usize = 2 * 1024 * 1024;
 /// The largest unpacked `word/document.xml` read from a `.docx`.
 const MAX_XML: u64 = 32 * 1024 * 1024;
 
@@ -53,6 +53,17 @@ pub fn text(name: &str, bytes: &[u8]) -> Result<String> {
         )));
     }
     Ok(text)
+}
+
+/// A tender's text as its title (its first line, when that is a Markdown heading) and the
+/// rest without Markdown headings (section names, not requirements).
+pub fn split_title(text: &str) -> (Option<String>, String) {
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty()).peekable();
+    let title = lines
+        .next_if(|l| l.starts_with('#'))
+        .map(|l| l.trim_start_matches('#').trim().to_string());
+    let rest: Vec<&str> = lines.filter(|l| !l.starts_with('#')).collect();
+    (title, rest.join("\n"))
 }
 
 /// A UTF-8 text file (a byte-order mark is dropped, line ends normalized).
@@ -215,6 +226,14 @@ mod tests {
         let no_document = w.finish().unwrap().into_inner();
         let e = text("t.docx", &no_document).unwrap_err().to_string();
         assert!(e.contains("no word/document.xml"), "{e}");
+    }
+
+    #[test]
+    fn a_leading_markdown_heading_is_the_title() {
+        let (title, rest) = split_title("# ICU monitoring\n\n## Needs\n- Monitors\nTraining\n");
+        assert_eq!(title.as_deref(), Some("ICU monitoring"));
+        assert_eq!(rest, "- Monitors\nTraining");
+        assert_eq!(split_title("Monitors\n# Later").0, None);
     }
 
     #[test]

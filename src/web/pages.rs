@@ -23,7 +23,7 @@ use crate::review::{self, Decision, Filter, Kind, Recommendation};
 use crate::users::Role;
 
 /// `ms` since the epoch as `YYYY-MM-DD HH:MM` (UTC).
-fn when(ms: i64) -> String {
+pub(super) fn when(ms: i64) -> String {
     jiff::Timestamp::from_millisecond(ms)
         .map(|t| t.strftime("%Y-%m-%d %H:%M").to_string())
         .unwrap_or_default()
