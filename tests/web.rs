@@ -634,7 +634,8 @@ fn a_bid_writer_uploads_a_tender_file_edits_the_draft_and_submits_it() {
         assert!(b.text("#section-0 .flag").await.contains("SB-999"));
         assert!(b.text("#edited-by").await.contains("bea"));
         b.css("#section-0 summary").await.click().await.unwrap();
-        b.js("document.getElementById('section-0').scrollIntoView(); return 0;")
+        b.client.set_window_size(1280, 1400).await.unwrap();
+        b.js("document.getElementById('draft').scrollIntoView(); return 0;")
             .await;
         b.shot("draft-edit").await;
         b.client.set_window_size(390, 844).await.unwrap();

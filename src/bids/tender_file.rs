@@ -58,7 +58,11 @@ pub fn text(name: &str, bytes: &[u8]) -> Result<String> {
 /// A tender's text as its title (its first line, when that is a Markdown heading) and the
 /// rest without Markdown headings (section names, not requirements).
 pub fn split_title(text: &str) -> (Option<String>, String) {
-    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty()).peekable();
+    let mut lines = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .peekable();
     let title = lines
         .next_if(|l| l.starts_with('#'))
         .map(|l| l.trim_start_matches('#').trim().to_string());
