@@ -219,8 +219,8 @@ pub async fn submission(db: &Db, job_id: &str) -> Result<Option<Submission>> {
     .transpose()
 }
 
-/// The draft's recommendation, if `user` may still change it: visible to them, undecided and
-/// not yet submitted.
+/// The draft's recommendation, if `user` may still change it: its author, undecided and not
+/// yet submitted.
 async fn editable(db: &Db, user: &User, job_id: &str, ai_draft: &Draft) -> Result<Recommendation> {
     let id = ai_draft.recommendation_id.as_deref().ok_or_else(|| {
         Error::Conflict(format!(
@@ -228,6 +228,12 @@ async fn editable(db: &Db, user: &User, job_id: &str, ai_draft: &Draft) -> Resul
         ))
     })?;
     let rec = review::get(db, user, id).await?;
+    if rec.owner_id.as_deref() != Some(user.id.as_str()) {
+        return Err(Error::Forbidden(format!(
+            "only the author of draft {job_id} edits and submits it; managers decide it in the \
+             review queue"
+        )));
+    }
     if rec.state != "proposed" {
         return Err(Error::Conflict(format!(
             "draft {job_id} was already {} by a manager; it can no longer be edited",
@@ -488,12 +494,16 @@ mod tests {
         let current = latest(&w.db, "job-1").await.unwrap().unwrap();
         assert_eq!(current.sections[0].bullets[0].text, "Edited twice");
         assert_ne!(current.sections, saved.sections);
-        // Another rep cannot see it, so cannot edit it.
+        // Another rep cannot see it; a manager decides it in the queue instead of editing it.
         assert!(
             save(&w.db, &w.other_rep, "job-1", &draft, &texts)
                 .await
                 .is_err()
         );
+        assert!(matches!(
+            submit(&w.db, &w.manager, "job-1", &draft).await,
+            Err(Error::Forbidden(_))
+        ));
 
         let sub = submit(&w.db, &w.rep, "job-1", &draft).await.unwrap();
         assert_eq!(submission(&w.db, "job-1").await.unwrap(), Some(sub));

@@ -400,12 +400,16 @@ pub async fn draft_page(
 ) -> Result<Response> {
     let job = draft_job(&state, &p, &id).await?;
     let ai_draft = draft_of(&job)?;
+    let user = user_of(&p)?;
     let mut rec_state = None;
+    let mut author = false;
     let mut submission = None;
     let mut draft = None;
     if let Some(ai) = ai_draft {
         if let Some(rec) = &ai.recommendation_id {
-            rec_state = Some(review::get(&state.db, user_of(&p)?, rec).await?.state);
+            let rec = review::get(&state.db, user, rec).await?;
+            author = rec.owner_id.as_deref() == Some(user.id.as_str());
+            rec_state = Some(rec.state);
         }
         submission = edit::submission(&state.db, &id).await?;
         draft = Some(edit::latest(&state.db, &id).await?.unwrap_or(ai));
@@ -426,7 +430,7 @@ pub async fn draft_page(
             .and_then(|d| d.edited_at)
             .map(super::pages::when)
             .unwrap_or_default(),
-        editable: review_state == "unsubmitted" && rec_state.is_some(),
+        editable: review_state == "unsubmitted" && author,
         state: review_state,
         p,
         job,
