@@ -294,3 +294,30 @@
     }));
   });
 })();
+
+// Bid team draft editing (wbids): an opened section's edit box gets the focus, Ctrl/Cmd+Enter
+// saves, and leaving the page with unsaved edits asks first.
+(function () {
+  "use strict";
+  document.addEventListener("DOMContentLoaded", () => {
+    const form = document.getElementById("draft-edit");
+    if (!form) return;
+    let dirty = false;
+    document.querySelectorAll(".edit-section").forEach((details) => {
+      const box = details.querySelector("textarea");
+      details.addEventListener("toggle", () => { if (details.open && box) box.focus(); });
+      if (!box) return;
+      box.addEventListener("input", () => { dirty = true; });
+      box.addEventListener("keydown", (e) => {
+        if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
+          e.preventDefault();
+          form.requestSubmit();
+        }
+      });
+    });
+    form.addEventListener("submit", () => { dirty = false; });
+    window.addEventListener("beforeunload", (e) => {
+      if (dirty) { e.preventDefault(); e.returnValue = ""; }
+    });
+  });
+})();

@@ -1026,3 +1026,143 @@ fn a_manager_reads_the_dashboard_of_their_region() {
         .unwrap();
     assert!(trail.to_string().contains("breaker.reset"), "{trail}");
 }
+
+/// The bid team's draft workflow: a tender uploaded as a Markdown file, similar bids, a cited
+/// draft, a section edited (with one citation outside the draft's sources, which is flagged),
+/// the edit in the Markdown export, and the draft submitted to the managers' queue.
+#[test]
+fn a_bid_writer_uploads_a_tender_file_edits_the_draft_and_submits_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = add_user(dir.path(), "bea", "bid", "emea");
+    let manager = add_user(dir.path(), "max", "manager", "emea");
+    let corpus = concat!(env!("CARGO_MANIFEST_DIR"), "/corpus/bids");
+    run_ok(dealdesk(dir.path()).args(["bids", "import", corpus]));
+    let tender = dir.path().join("icu-tender.md");
+    std::fs::write(
+        &tender,
+        "# Intensive care monitoring\n\n## Requirements\n\n\
+         - Bedside monitors for a 16-bed intensive care unit\n\
+         - Interface to the electronic patient record\n",
+    )
+    .unwrap();
+    let server = Server::start(dealdesk(dir.path()));
+    let url = server.url.clone();
+    let added = "Wall-mounted bedside monitors at all sixteen beds";
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let b = Browser::start().await;
+        b.sign_in(&url, &writer).await;
+        b.client.goto(&format!("{url}/app/bids")).await.unwrap();
+        // A file that is not text is refused with a clear message, the form kept.
+        let binary = dir.path().join("tender.txt");
+        std::fs::write(&binary, b"\xff\xfe\x00\x01 binary").unwrap();
+        b.css("#t-file")
+            .await
+            .send_keys(binary.to_str().unwrap())
+            .await
+            .unwrap();
+        b.css("#find-bids").await.click().await.unwrap();
+        let error = b.text("#tender-error").await;
+        assert!(error.contains("binary"), "{error}");
+
+        b.css("#t-file")
+            .await
+            .send_keys(tender.to_str().unwrap())
+            .await
+            .unwrap();
+        b.css("#find-bids").await.click().await.unwrap();
+        b.css("#hits li.hit .badge.won").await;
+        let title = b.css("#t-title").await.prop("value").await.unwrap();
+        assert_eq!(title.as_deref(), Some("Intensive care monitoring"));
+        let requirements = b.css("#t-req").await.prop("value").await.unwrap().unwrap();
+        assert_eq!(
+            requirements,
+            "- Bedside monitors for a 16-bed intensive care unit\n\
+             - Interface to the electronic patient record"
+        );
+
+        b.css("#draft-button").await.click().await.unwrap();
+        b.client
+            .wait()
+            .at_most(Duration::from_secs(600))
+            .for_element(Locator::Css("#draft a.cite"))
+            .await
+            .expect("the draft appears");
+        assert_eq!(b.text("#draft-state").await, "Not submitted");
+        let draft_url = b.client.current_url().await.unwrap().to_string();
+
+        // Edit the first section with the keyboard: a new bullet citing one of its sources,
+        // and one citing a bid section that is not among the draft's sources.
+        b.css("#section-0 summary").await.click().await.unwrap();
+        let box0 = b.css("#edit-0").await;
+        let before = box0.prop("value").await.unwrap().unwrap();
+        let cite = before
+            .split('[')
+            .nth(1)
+            .and_then(|c| c.split(']').next())
+            .map(|c| format!("[{c}]"))
+            .expect("the section has a citation");
+        box0.clear().await.unwrap();
+        box0.send_keys(&format!(
+            "- {added}. {cite}\n{before}\n- Spare parts on site within four hours. [SB-999 §pricing]"
+        ))
+        .await
+        .unwrap();
+        b.css("#section-0 .save-draft").await.click().await.unwrap();
+        b.css("#saved-note").await;
+        let section = b.text("#section-0").await;
+        assert!(section.contains(added), "{section}");
+        assert!(section.contains("[SB-999 §pricing]"), "{section}");
+        assert!(b.text("#section-0 .flag").await.contains("SB-999"));
+        assert!(b.text("#edited-by").await.contains("bea"));
+        b.css("#section-0 summary").await.click().await.unwrap();
+        b.client.set_window_size(1280, 1400).await.unwrap();
+        b.js("document.getElementById('draft').scrollIntoView(); return 0;")
+            .await;
+        b.shot("draft-edit").await;
+        b.client.set_window_size(390, 844).await.unwrap();
+        b.js("document.getElementById('section-0').scrollIntoView(); return 0;")
+            .await;
+        b.shot("draft-edit-phone").await;
+        b.client.set_window_size(1280, 900).await.unwrap();
+
+        // The Markdown export has the edit, marked AI-generated and edited by whom.
+        let md = b
+            .js("return fetch(document.getElementById('export-md').href).then(r => r.text());")
+            .await;
+        let md = md.as_str().unwrap();
+        assert!(md.contains(added), "{md}");
+        assert!(md.contains("AI-generated"), "{md}");
+        assert!(md.contains("Edited by bea"), "{md}");
+        assert!(md.contains("[SB-999 §pricing] is not among this draft's sources"), "{md}");
+
+        // A citation of the edited section still opens the cited section of the source bid.
+        let link = b.css("#section-0 li a.cite:not(.flagged)").await;
+        let href = link.attr("href").await.unwrap().unwrap();
+        let anchor = href.split('#').nth(1).unwrap().to_string();
+        link.click().await.unwrap();
+        b.css(&format!("section#{anchor}")).await;
+        assert!(b.path().await.starts_with("/app/bids/"));
+
+        // Submitted: in review, no longer editable.
+        b.client.goto(&draft_url).await.unwrap();
+        b.css("#submit-review").await.click().await.unwrap();
+        b.css("#submitted-note").await;
+        assert_eq!(b.text("#draft-state").await, "In review");
+        assert!(b.client.find(Locator::Css("#edit-0")).await.is_err());
+        b.css("#locked-note").await;
+        b.client.clone().close().await.unwrap();
+    });
+
+    // The manager's queue holds the edited draft.
+    let queue: Value = server
+        .get("/reviews?kind=tender_draft", &manager)
+        .json()
+        .unwrap();
+    let items = queue["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{queue}");
+    assert_eq!(items[0]["state"], "proposed");
+    assert_eq!(items[0]["output"]["edited_by"], "bea");
+    assert!(items[0]["output"].to_string().contains(added));
+}

@@ -64,6 +64,13 @@ pub struct DraftSection {
     pub paragraph: Vec<Sentence>,
     /// Sentences the LLM wrote that were dropped, with why.
     pub dropped: Vec<String>,
+    /// After a person's edit: citations in the edited text that are not among the draft's
+    /// sources (see [`super::edit`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unsourced: Vec<String>,
+    /// After a person's edit: statements in the edited text that cite nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub uncited: Vec<String>,
 }
 
 /// A response draft.
@@ -79,6 +86,11 @@ pub struct Draft {
     pub model: String,
     /// The recommendation it is stored as, for review.
     pub recommendation_id: Option<String>,
+    /// Who edited it after generation (their name) and when (ms since the epoch), if anyone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<i64>,
 }
 
 /// Splits text into sentences (English and Chinese punctuation).
@@ -208,6 +220,8 @@ pub fn outline(library: &Library, tender: &Tender) -> Result<(Vec<Bid>, Vec<Draf
             bullets,
             paragraph: Vec::new(),
             dropped: Vec::new(),
+            unsourced: Vec::new(),
+            uncited: Vec::new(),
         });
     }
     Ok((precedents, sections))
@@ -429,6 +443,8 @@ pub fn run(
         prompt_version: prompt_version(),
         model: model.0.to_string(),
         recommendation_id: None,
+        edited_by: None,
+        edited_at: None,
     };
     let proposal = Proposal {
         kind: Kind::TenderDraft,
@@ -465,6 +481,14 @@ pub fn markdown(draft: &Draft) -> String {
         "# Response draft: {}\n\n> {}\n\n",
         draft.title, draft.notice
     );
+    if let Some(editor) = &draft.edited_by {
+        let at = draft
+            .edited_at
+            .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+            .map(|t| format!(" at {}", t.strftime("%Y-%m-%d %H:%M UTC")))
+            .unwrap_or_default();
+        md.push_str(&format!("> Edited by {editor}{at} after generation.\n\n"));
+    }
     md.push_str(&format!("Precedents: {}\n\n", draft.precedents.join(", ")));
     for (n, s) in draft.sections.iter().enumerate() {
         md.push_str(&format!(
@@ -473,7 +497,15 @@ pub fn markdown(draft: &Draft) -> String {
             s.requirement,
             s.maps_to
         ));
-        if s.bullets.is_empty() {
+        for c in &s.unsourced {
+            md.push_str(&format!(
+                "> Check: {c} is not among this draft's sources.\n\n"
+            ));
+        }
+        for u in &s.uncited {
+            md.push_str(&format!("> Check: no citation for \"{u}\".\n\n"));
+        }
+        if s.bullets.is_empty() && s.paragraph.is_empty() {
             md.push_str("_No precedent in the winning bids; write this section by hand._\n\n");
             continue;
         }
@@ -515,6 +547,8 @@ mod tests {
             }],
             paragraph: Vec::new(),
             dropped: Vec::new(),
+            unsourced: Vec::new(),
+            uncited: Vec::new(),
         }
     }
 

@@ -11,6 +11,7 @@ pub mod analyzers;
 pub mod bilingual;
 pub mod db;
 pub mod draft;
+pub mod edit;
 pub mod eval;
 pub mod factors;
 mod follow;
@@ -18,6 +19,7 @@ pub mod index;
 pub mod record;
 pub mod search;
 pub mod synthetic;
+pub mod tender_file;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -21,7 +21,7 @@ mod svg;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::header::{CONTENT_TYPE, LOCATION, SET_COOKIE};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::{Next, from_fn_with_state};
@@ -125,7 +125,10 @@ pub fn routes() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
         (spec(M::GET, "/app/quote", CALLS), get(quote::form)),
         (spec(M::POST, "/app/quote", CALLS), post(quote::recommend)),
         (spec(M::GET, "/app/bids", BID_TEAM), get(bids::form)),
-        (spec(M::POST, "/app/bids", BID_TEAM), post(bids::search)),
+        (
+            spec(M::POST, "/app/bids", BID_TEAM),
+            post(bids::search).layer(DefaultBodyLimit::max(bids::UPLOAD_LIMIT)),
+        ),
         (spec(M::GET, "/app/bids/{id}", BID_TEAM), get(bids::bid)),
         (
             spec(M::POST, "/app/drafts", BID_TEAM),
@@ -138,6 +141,14 @@ pub fn routes() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
         (
             spec(M::GET, "/app/drafts/{id}/draft.md", BID_TEAM),
             get(bids::draft_markdown),
+        ),
+        (
+            spec(M::POST, "/app/drafts/{id}/edit", BID_TEAM),
+            post(bids::save_draft),
+        ),
+        (
+            spec(M::POST, "/app/drafts/{id}/submit", BID_TEAM),
+            post(bids::submit_draft),
         ),
         (spec(M::GET, "/app/reviews", MANAGERS), get(pages::reviews)),
         (
@@ -231,7 +242,16 @@ pub async fn guard(
     let body = if parts.method == Method::GET || parts.method == Method::HEAD {
         body
     } else {
-        let Ok(bytes) = axum::body::to_bytes(body, FORM_LIMIT).await else {
+        let multipart = parts
+            .headers
+            .get(CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"multipart/form-data"));
+        let limit = if multipart {
+            bids::UPLOAD_LIMIT
+        } else {
+            FORM_LIMIT
+        };
+        let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
             return pages::error_page(t, Some(&page), StatusCode::PAYLOAD_TOO_LARGE, "");
         };
         let given = session::csrf_field(&bytes).unwrap_or("");

@@ -135,12 +135,21 @@ pub fn csrf_matches(expected: &str, given: &str) -> bool {
 }
 
 /// The `csrf` field of an `application/x-www-form-urlencoded` body (tokens are hex, so no
-/// decoding is needed).
+/// decoding is needed), or of a `multipart/form-data` one (a file upload, which may not be
+/// UTF-8; forms put the field first).
 pub fn csrf_field(body: &[u8]) -> Option<&str> {
+    if let Some(at) = position(body, b"name=\"csrf\"\r\n\r\n") {
+        let value = &body[at + 15..];
+        return std::str::from_utf8(&value[..position(value, b"\r\n")?]).ok();
+    }
     std::str::from_utf8(body)
         .ok()?
         .split('&')
         .find_map(|pair| pair.strip_prefix("csrf="))
+}
+
+fn position(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 #[cfg(test)]
@@ -210,5 +219,8 @@ mod tests {
         assert!(!csrf_matches("", ""));
         assert_eq!(csrf_field(b"a=1&csrf=abc&b=2"), Some("abc"));
         assert_eq!(csrf_field(b"a=1"), None);
+        let multipart = b"--x\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\nabc\r\n--x\r\n\
+            Content-Disposition: form-data; name=\"f\"; filename=\"t.txt\"\r\n\r\n\xff\r\n--x--\r\n";
+        assert_eq!(csrf_field(multipart), Some("abc"));
     }
 }
