@@ -10,6 +10,7 @@
 pub mod analyzers;
 pub mod bilingual;
 pub mod db;
+pub mod dense;
 pub mod draft;
 pub mod eval;
 pub mod factors;
