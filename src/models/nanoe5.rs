@@ -567,7 +567,7 @@ mod tests {
         let pc = tokenizers::normalizers::precompiled::Precompiled::from(&charsmap(&norm)).unwrap();
         assert_eq!(
             pc.normalize_string("a\u{1}b\tc\u{3000}，\u{33C2} \u{1D5F4}中"),
-            "ab c , a.m. g中"
+            "ab c ,a.m. g中"
         );
     }
 
