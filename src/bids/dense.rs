@@ -446,6 +446,57 @@ mod tests {
         assert!(dot(&q[3], &p[2]) > dot(&q[3], &p[0]));
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_mandarin_tender_finds_an_english_won_bid_that_bm25_misses() {
+        use crate::bids::{Library, SearchRequest};
+        let (_db_dir, db) = crate::store::temp_db().await;
+        let dir = tempfile::tempdir().unwrap();
+        // The project's own starter library (corpus/bids, both languages).
+        let corpus = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/corpus/bids"));
+        let bids = crate::bids::record::read_path(corpus).unwrap();
+        let encoder = Arc::new(encoder());
+        let library = Library::open_at(&dir.path().join("dense"), db.clone(), Some(encoder.clone()))
+            .await
+            .unwrap();
+        library.import(&bids, &|_| {}).await.unwrap();
+        let dense = library.dense.clone().unwrap();
+        assert_eq!(dense.len(), bids.len());
+        // BM25 alone over the same database.
+        let bm25 = Library::open_at(&dir.path().join("bm25"), db.clone(), None)
+            .await
+            .unwrap();
+        // Moving the core systems to the cloud with managed operations afterwards (SB-109 is
+        // the English won bid for that), written without codes or glossary words.
+        let req: SearchRequest = serde_json::from_value(serde_json::json!({
+            "tender": {
+                "title": "核心业务系统整体迁移上云",
+                "requirements": "把本单位机房里的核心业务系统搬到公有云上，迁移期间不停业；\
+                                 上云后由供应商负责三年的日常运行维护和性能监控。",
+            },
+            "limit": 5,
+        }))
+        .unwrap();
+        let ids = |lib: &Library| -> Vec<String> {
+            lib.search(&req).unwrap().hits.into_iter().map(|h| h.id).collect()
+        };
+        let with_dense = ids(&library);
+        let without = ids(&bm25);
+        assert!(!without.contains(&"SB-109".to_string()), "{without:?}");
+        assert!(with_dense[..3].contains(&"SB-109".to_string()), "{with_dense:?}");
+        let hit = library.search(&req).unwrap().hits;
+        let hit = hit.iter().find(|h| h.id == "SB-109").unwrap();
+        assert!(hit.dense_rank.is_some() && hit.why.contains("meaning rank"), "{}", hit.why);
+
+        // Stored: reopening reuses the vectors; a deleted bid leaves the dense list too.
+        let reopened = DenseIndex::new(encoder);
+        assert_eq!(reopened.sync(&db, false).await.unwrap(), 0);
+        assert_eq!(reopened.len(), bids.len());
+        library.delete("SB-109").await.unwrap();
+        assert!(!ids(&library).contains(&"SB-109".to_string()));
+        assert_eq!(reopened.sync(&db, false).await.unwrap(), 0);
+        assert_eq!(reopened.len(), bids.len() - 1);
+    }
+
     #[test]
     fn long_texts_are_windowed_and_empty_texts_still_embed() {
         let e = encoder();
