@@ -453,7 +453,25 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // The project's own starter library (corpus/bids, both languages).
         let corpus = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/corpus/bids"));
-        let bids = crate::bids::record::read_path(corpus).unwrap();
+        let mut bids = crate::bids::record::read_path(corpus).unwrap();
+        // And an English won bid on a topic the glossary has no words for.
+        let interpreting: crate::bids::Bid = serde_json::from_value(serde_json::json!({
+            "id": "T-1", "title": "Simultaneous interpretation for an international trade conference",
+            "buyer": "Harbour City Convention Bureau", "sector": "public_sector", "region": "Ontario",
+            "language": "en", "outcome": "won",
+            "requirements": [
+                "Simultaneous interpreters for English, French and Spanish over three days",
+                "Soundproof interpreting booths and wireless headsets for 600 delegates",
+            ],
+            "sections": {
+                "executive_summary": "Two interpreters per language booth, rotating every thirty \
+                    minutes, with booths, consoles and delegate receivers installed the day before.",
+                "technical_approach": "Interpreters receive the speeches and slides a week ahead \
+                    and build a glossary of trade terms with the organisers.",
+            },
+        }))
+        .unwrap();
+        bids.push(interpreting);
         let encoder = Arc::new(encoder());
         let library = Library::open_at(&dir.path().join("dense"), db.clone(), Some(encoder.clone()))
             .await
@@ -465,13 +483,11 @@ mod tests {
         let bm25 = Library::open_at(&dir.path().join("bm25"), db.clone(), None)
             .await
             .unwrap();
-        // Moving the core systems to the cloud with managed operations afterwards (SB-109 is
-        // the English won bid for that), written without codes or glossary words.
         let req: SearchRequest = serde_json::from_value(serde_json::json!({
             "tender": {
-                "title": "核心业务系统整体迁移上云",
-                "requirements": "把本单位机房里的核心业务系统搬到公有云上，迁移期间不停业；\
-                                 上云后由供应商负责三年的日常运行维护和性能监控。",
+                "title": "国际会议同声传译服务",
+                "requirements": "为期三天的国际贸易会议，需要英语、法语和西班牙语同声传译员；\
+                                 提供隔音传译间和六百套无线接收耳机。",
             },
             "limit": 5,
         }))
@@ -481,18 +497,19 @@ mod tests {
         };
         let with_dense = ids(&library);
         let without = ids(&bm25);
-        assert!(!without.contains(&"SB-109".to_string()), "{without:?}");
-        assert!(with_dense[..3].contains(&"SB-109".to_string()), "{with_dense:?}");
+        assert!(!without.contains(&"T-1".to_string()), "{without:?}");
+        // (A Mandarin bid sharing "无线" through BM25 may rank beside it.)
+        assert!(with_dense[..3].contains(&"T-1".to_string()), "{with_dense:?}");
         let hit = library.search(&req).unwrap().hits;
-        let hit = hit.iter().find(|h| h.id == "SB-109").unwrap();
+        let hit = hit.iter().find(|h| h.id == "T-1").unwrap();
         assert!(hit.dense_rank.is_some() && hit.why.contains("meaning rank"), "{}", hit.why);
 
         // Stored: reopening reuses the vectors; a deleted bid leaves the dense list too.
         let reopened = DenseIndex::new(encoder);
         assert_eq!(reopened.sync(&db, false).await.unwrap(), 0);
         assert_eq!(reopened.len(), bids.len());
-        library.delete("SB-109").await.unwrap();
-        assert!(!ids(&library).contains(&"SB-109".to_string()));
+        library.delete("T-1").await.unwrap();
+        assert!(!ids(&library).contains(&"T-1".to_string()));
         assert_eq!(reopened.sync(&db, false).await.unwrap(), 0);
         assert_eq!(reopened.len(), bids.len() - 1);
     }
