@@ -270,7 +270,9 @@ impl DenseIndex {
             .execute(db.pool())
             .await?;
         if rebuild {
-            sqlx::query("DELETE FROM bid_embeddings").execute(db.pool()).await?;
+            sqlx::query("DELETE FROM bid_embeddings")
+                .execute(db.pool())
+                .await?;
         }
         let want = super::db::revisions(db).await?;
         let rows: Vec<(String, i64, String, String)> =
@@ -341,11 +343,7 @@ impl DenseIndex {
             .map(|(id, e)| (id.as_str(), e.facets.language, dot(query, &e.vector) as f64))
             .collect();
         for lang in [Lang::En, Lang::Zh] {
-            let scores: Vec<f64> = scored
-                .iter()
-                .filter(|s| s.1 == lang)
-                .map(|s| s.2)
-                .collect();
+            let scores: Vec<f64> = scored.iter().filter(|s| s.1 == lang).map(|s| s.2).collect();
             let n = scores.len() as f64;
             if n == 0.0 {
                 continue;
@@ -437,7 +435,10 @@ mod tests {
             let norm = dot(v, v);
             assert!((norm - 1.0).abs() < 1e-4, "{norm}");
             let cos = dot(v, &r) / dot(&r, &r).sqrt();
-            assert!(cos > 0.99, "text {i}: cosine {cos} with the reference engine");
+            assert!(
+                cos > 0.99,
+                "text {i}: cosine {cos} with the reference engine"
+            );
         }
         // The two languages meet: each English text is closest to its Mandarin translation.
         let q = &ours[..4];
@@ -473,9 +474,10 @@ mod tests {
         .unwrap();
         bids.push(interpreting);
         let encoder = Arc::new(encoder());
-        let library = Library::open_at(&dir.path().join("dense"), db.clone(), Some(encoder.clone()))
-            .await
-            .unwrap();
+        let library =
+            Library::open_at(&dir.path().join("dense"), db.clone(), Some(encoder.clone()))
+                .await
+                .unwrap();
         library.import(&bids, &|_| {}).await.unwrap();
         let dense = library.dense.clone().unwrap();
         assert_eq!(dense.len(), bids.len());
@@ -493,16 +495,28 @@ mod tests {
         }))
         .unwrap();
         let ids = |lib: &Library| -> Vec<String> {
-            lib.search(&req).unwrap().hits.into_iter().map(|h| h.id).collect()
+            lib.search(&req)
+                .unwrap()
+                .hits
+                .into_iter()
+                .map(|h| h.id)
+                .collect()
         };
         let with_dense = ids(&library);
         let without = ids(&bm25);
         assert!(!without.contains(&"T-1".to_string()), "{without:?}");
         // (A Mandarin bid sharing "无线" through BM25 may rank beside it.)
-        assert!(with_dense[..3].contains(&"T-1".to_string()), "{with_dense:?}");
+        assert!(
+            with_dense[..3].contains(&"T-1".to_string()),
+            "{with_dense:?}"
+        );
         let hit = library.search(&req).unwrap().hits;
         let hit = hit.iter().find(|h| h.id == "T-1").unwrap();
-        assert!(hit.dense_rank.is_some() && hit.why.contains("meaning rank"), "{}", hit.why);
+        assert!(
+            hit.dense_rank.is_some() && hit.why.contains("meaning rank"),
+            "{}",
+            hit.why
+        );
 
         // Stored: reopening reuses the vectors; a deleted bid leaves the dense list too.
         let reopened = DenseIndex::new(encoder);

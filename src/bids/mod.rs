@@ -340,7 +340,8 @@ impl Library {
             let mut hit = search::explain(bid, &terms, score, ranks[slot], ranks[1 - slot]);
             hit.dense_rank = ranks.get(2).copied().flatten();
             if let Some(k) = hit.dense_rank {
-                hit.why.push_str(&format!("; meaning rank {k} (multilingual embedding)"));
+                hit.why
+                    .push_str(&format!("; meaning rank {k} (multilingual embedding)"));
             }
             hits.push(hit);
         }

@@ -234,7 +234,11 @@ impl Filters {
                 && f.sector.as_ref().is_none_or(|s| *s == b.sector)
                 && f.region.as_ref().is_none_or(|r| *r == b.region)
                 && f.language.is_none_or(|l| l == b.language)
-                && within(b.date.map(|d| d as f64), from.map(|d| d as f64), to.map(|d| d as f64))
+                && within(
+                    b.date.map(|d| d as f64),
+                    from.map(|d| d as f64),
+                    to.map(|d| d as f64),
+                )
                 && within(b.value, f.value_min, f.value_max)
         })
     }

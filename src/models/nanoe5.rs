@@ -61,6 +61,9 @@ struct Stored<'a> {
     data: &'a [u8],
 }
 
+/// A packed tensor name, its BERT name and shape.
+type Renamed<'n> = (&'n str, String, Vec<usize>);
+
 /// The parsed file; tensor data and piece bytes borrow from the input.
 pub struct Packed<'a> {
     pub header: Header,
@@ -95,7 +98,9 @@ impl<'a> Cursor<'a> {
         Ok(s)
     }
     fn u32(&mut self, what: &str) -> Result<u32, String> {
-        Ok(u32::from_le_bytes(self.take(4, what)?.try_into().expect("4")))
+        Ok(u32::from_le_bytes(
+            self.take(4, what)?.try_into().expect("4"),
+        ))
     }
     fn count(&mut self, what: &str) -> Result<usize, String> {
         let v = i32::from_le_bytes(self.take(4, what)?.try_into().expect("4"));
@@ -106,7 +111,9 @@ impl<'a> Cursor<'a> {
         usize::try_from(v).map_err(|_| format!("{what} {v} is too large"))
     }
     fn f32(&mut self, what: &str) -> Result<f32, String> {
-        Ok(f32::from_le_bytes(self.take(4, what)?.try_into().expect("4")))
+        Ok(f32::from_le_bytes(
+            self.take(4, what)?.try_into().expect("4"),
+        ))
     }
 }
 
@@ -149,9 +156,9 @@ impl<'a> Packed<'a> {
         if qk != QK
             || header.hidden == 0
             || header.heads == 0
-            || header.hidden % header.heads != 0
-            || header.hidden % QK != 0
-            || header.intermediate % QK != 0
+            || !header.hidden.is_multiple_of(header.heads)
+            || !header.hidden.is_multiple_of(QK)
+            || !header.intermediate.is_multiple_of(QK)
         {
             return Err(format!(
                 "implausible header {header:?} (quantization block {qk})"
@@ -167,7 +174,9 @@ impl<'a> Packed<'a> {
         let offsets = c.take((n + 1) * 4, "piece offsets")?;
         let scores = c.take(n * 4, "piece scores")?;
         let blob = c.take(blob_len, "piece bytes")?;
-        let offset = |i: usize| u32::from_le_bytes(offsets[i * 4..i * 4 + 4].try_into().expect("4")) as usize;
+        let offset = |i: usize| {
+            u32::from_le_bytes(offsets[i * 4..i * 4 + 4].try_into().expect("4")) as usize
+        };
         let mut pieces = Vec::with_capacity(n);
         for i in 0..n {
             let (a, b) = (offset(i), offset(i + 1));
@@ -209,7 +218,9 @@ impl<'a> Packed<'a> {
                 .map(|b| u32::from_le_bytes(b.try_into().expect("4")))
                 .collect();
             if char::from_u32(cp).is_none() || out.iter().any(|&o| char::from_u32(o).is_none()) {
-                return Err(format!("normalization entry U+{cp:04X} is not a valid character"));
+                return Err(format!(
+                    "normalization entry U+{cp:04X} is not a valid character"
+                ));
             }
             norm.push((cp, out));
         }
@@ -220,7 +231,8 @@ impl<'a> Packed<'a> {
         let count = c.count("tensor count")?;
         let mut tensors = BTreeMap::new();
         for _ in 0..count {
-            let name_len = u16::from_le_bytes(c.take(2, "tensor name length")?.try_into().expect("2"));
+            let name_len =
+                u16::from_le_bytes(c.take(2, "tensor name length")?.try_into().expect("2"));
             let name = std::str::from_utf8(c.take(name_len as usize, "tensor name")?)
                 .map_err(|_| "a tensor name is not UTF-8".to_string())?
                 .to_string();
@@ -230,8 +242,12 @@ impl<'a> Packed<'a> {
             let bytes = c.u64("tensor length")?;
             let (quantized, want) = match dtype {
                 0 => (false, len * 4),
-                1 if len % QK == 0 => (true, len / QK * Q4_BLOCK),
-                _ => return Err(format!("tensor {name}: unknown dtype {dtype} for {len} values")),
+                1 if len.is_multiple_of(QK) => (true, len / QK * Q4_BLOCK),
+                _ => {
+                    return Err(format!(
+                        "tensor {name}: unknown dtype {dtype} for {len} values"
+                    ));
+                }
             };
             if bytes != want {
                 return Err(format!("tensor {name}: {bytes} bytes for {len} values"));
@@ -270,11 +286,15 @@ impl<'a> Packed<'a> {
     }
 
     /// Packed name → (BERT name, shape), checked against the directory.
-    fn bert_names(&self) -> Result<Vec<(&str, String, Vec<usize>)>, String> {
+    fn bert_names(&self) -> Result<Vec<Renamed<'_>>, String> {
         let h = &self.header;
         let (hd, ff) = (h.hidden, h.intermediate);
         let mut names: Vec<(String, String, Vec<usize>)> = vec![
-            ("emb.word".into(), "embeddings.word_embeddings.weight".into(), vec![h.rows, hd]),
+            (
+                "emb.word".into(),
+                "embeddings.word_embeddings.weight".into(),
+                vec![h.rows, hd],
+            ),
             (
                 "emb.pos".into(),
                 "embeddings.position_embeddings.weight".into(),
@@ -285,8 +305,16 @@ impl<'a> Packed<'a> {
                 "embeddings.token_type_embeddings.weight".into(),
                 vec![h.type_vocab, hd],
             ),
-            ("emb.ln.w".into(), "embeddings.LayerNorm.weight".into(), vec![hd]),
-            ("emb.ln.b".into(), "embeddings.LayerNorm.bias".into(), vec![hd]),
+            (
+                "emb.ln.w".into(),
+                "embeddings.LayerNorm.weight".into(),
+                vec![hd],
+            ),
+            (
+                "emb.ln.b".into(),
+                "embeddings.LayerNorm.bias".into(),
+                vec![hd],
+            ),
         ];
         for l in 0..h.layers {
             let p = format!("encoder.layer.{l}");
@@ -298,12 +326,31 @@ impl<'a> Packed<'a> {
                 ("fi", "intermediate.dense", ff, hd),
                 ("fo", "output.dense", hd, ff),
             ] {
-                names.push((format!("l{l}.{short}.w"), format!("{p}.{long}.weight"), vec![out, inp]));
-                names.push((format!("l{l}.{short}.b"), format!("{p}.{long}.bias"), vec![out]));
+                names.push((
+                    format!("l{l}.{short}.w"),
+                    format!("{p}.{long}.weight"),
+                    vec![out, inp],
+                ));
+                names.push((
+                    format!("l{l}.{short}.b"),
+                    format!("{p}.{long}.bias"),
+                    vec![out],
+                ));
             }
-            for (short, long) in [("aln", "attention.output.LayerNorm"), ("oln", "output.LayerNorm")] {
-                names.push((format!("l{l}.{short}.w"), format!("{p}.{long}.weight"), vec![hd]));
-                names.push((format!("l{l}.{short}.b"), format!("{p}.{long}.bias"), vec![hd]));
+            for (short, long) in [
+                ("aln", "attention.output.LayerNorm"),
+                ("oln", "output.LayerNorm"),
+            ] {
+                names.push((
+                    format!("l{l}.{short}.w"),
+                    format!("{p}.{long}.weight"),
+                    vec![hd],
+                ));
+                names.push((
+                    format!("l{l}.{short}.b"),
+                    format!("{p}.{long}.bias"),
+                    vec![hd],
+                ));
             }
         }
         names
@@ -462,7 +509,12 @@ fn charsmap(norm: &[(u32, Vec<u32>)]) -> Vec<u8> {
         keys.insert(key.into_bytes(), strings.len() as u32);
         for o in out {
             let mut buf = [0u8; 4];
-            strings.extend_from_slice(char::from_u32(*o).expect("checked").encode_utf8(&mut buf).as_bytes());
+            strings.extend_from_slice(
+                char::from_u32(*o)
+                    .expect("checked")
+                    .encode_utf8(&mut buf)
+                    .as_bytes(),
+            );
         }
         strings.push(0);
     }
@@ -576,7 +628,10 @@ mod tests {
         let e = Packed::parse(b"GGUF\x03\0\0\0").err().unwrap();
         assert!(e.contains("no E5S1 magic"), "{e}");
         let e = Packed::parse(b"E5S1\x01\0\0\0\x80\x01").err().unwrap();
-        assert!(e.contains("truncated: hidden size needs 4 bytes at offset 8"), "{e}");
+        assert!(
+            e.contains("truncated: hidden size needs 4 bytes at offset 8"),
+            "{e}"
+        );
         let e = Packed::parse(b"E5S1\x07\0\0\0").err().unwrap();
         assert!(e.contains("version 7"), "{e}");
     }
