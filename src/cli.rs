@@ -162,6 +162,9 @@ pub enum EvalCommand {
         qrels: PathBuf,
         #[arg(long)]
         json: bool,
+        /// BM25 only: leave out the dense (multilingual-e5-small) list.
+        #[arg(long)]
+        bm25_only: bool,
     },
 }
 
@@ -374,12 +377,23 @@ fn run(cli: Cli) -> Result<()> {
             queries,
             qrels,
             json,
+            bm25_only,
         }) => {
+            let encoder = match bm25_only {
+                true => None,
+                false => Some(std::sync::Arc::new(
+                    crate::bids::dense::Encoder::load_configured(
+                        &config,
+                        &models::Manifest::load(&config)?,
+                    )?,
+                )),
+            };
             let report = runtime.block_on(crate::bids::eval::run(
                 &corpus,
                 &queries,
                 &qrels,
                 &std::env::temp_dir(),
+                encoder,
             ))?;
             if json {
                 print_json(&report);

@@ -152,7 +152,13 @@ fn mean(rows: &[(f64, f64, f64)]) -> Metrics {
 }
 
 /// Imports `corpus` into a scratch library under `scratch` and scores every query.
-pub async fn run(corpus: &Path, queries: &Path, qrels: &Path, scratch: &Path) -> Result<Report> {
+pub async fn run(
+    corpus: &Path,
+    queries: &Path,
+    qrels: &Path,
+    scratch: &Path,
+    encoder: Option<std::sync::Arc<super::dense::Encoder>>,
+) -> Result<Report> {
     let bids = record::read_path(corpus)?;
     let qrels = read_qrels(qrels)?;
     let queries = read_queries(queries)?;
@@ -161,7 +167,7 @@ pub async fn run(corpus: &Path, queries: &Path, qrels: &Path, scratch: &Path) ->
         .map_err(|e| Error::io("cannot create the scratch directory", &dir, e))?;
     let result = async {
         let db = Db::connect(&format!("sqlite://{}", dir.join("eval.db").display()), 2).await?;
-        let library = Library::open_at(&dir.join("index"), db).await?;
+        let library = Library::open_at(&dir.join("index"), db, encoder.clone()).await?;
         library.import(&bids, &|_| {}).await?;
         let langs: HashMap<&str, Lang> = bids.iter().map(|b| (b.id.as_str(), b.language)).collect();
         let (mut same, mut cross, mut latencies) = (Vec::new(), Vec::new(), Vec::new());

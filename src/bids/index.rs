@@ -320,6 +320,18 @@ impl BidIndex {
         Ok(out)
     }
 
+    /// The document address of bid `id`, if it is indexed.
+    pub fn address(&self, searcher: &Searcher, id: &str) -> Result<Option<DocAddress>> {
+        let query = tantivy::query::TermQuery::new(
+            Term::from_field_text(self.fields.id, id),
+            tantivy::schema::IndexRecordOption::Basic,
+        );
+        let hits = searcher
+            .search(&query, &tantivy::collector::TopDocs::with_limit(1))
+            .map_err(index_err("bid index", "look up a bid"))?;
+        Ok(hits.first().map(|(_, addr)| *addr))
+    }
+
     /// The stored bid record of a search hit.
     pub fn stored_bid(&self, searcher: &Searcher, addr: DocAddress) -> Result<Bid> {
         let doc: TantivyDocument = searcher

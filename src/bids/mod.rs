@@ -10,6 +10,7 @@
 pub mod analyzers;
 pub mod bilingual;
 pub mod db;
+pub mod dense;
 pub mod draft;
 pub mod edit;
 pub mod eval;
@@ -44,6 +45,8 @@ const BATCH: usize = 1000;
 pub struct Library {
     db: Db,
     index: Arc<BidIndex>,
+    /// Dense multilingual retrieval; None when the encoder is not fetched (BM25 only).
+    dense: Option<Arc<dense::DenseIndex>>,
 }
 
 /// What an import did.
@@ -73,17 +76,39 @@ pub struct SearchResponse {
 
 impl Library {
     /// Opens the index under `<data>/index/bids` and repairs it from the database.
+    /// Dense retrieval uses the pinned multilingual encoder when it is in the model cache;
+    /// without it search is BM25 only (with a warning saying how to fetch it).
     pub async fn open(config: &Config, db: Db) -> Result<Library> {
-        Library::open_at(&config.data.dir.join("index").join("bids"), db).await
+        let manifest = crate::models::Manifest::load(config)?;
+        let encoder = match dense::Encoder::load_configured(config, &manifest) {
+            Ok(e) => Some(Arc::new(e)),
+            Err(e) => {
+                tracing::warn!("bid search without dense retrieval: {e}");
+                None
+            }
+        };
+        Library::open_at(&config.data.dir.join("index").join("bids"), db, encoder).await
     }
 
-    /// Opens the index in `dir` and repairs it from the database.
-    pub async fn open_at(dir: &Path, db: Db) -> Result<Library> {
+    /// Opens the index in `dir` and repairs it (and the embeddings, with an `encoder`) from
+    /// the database.
+    pub async fn open_at(
+        dir: &Path,
+        db: Db,
+        encoder: Option<Arc<dense::Encoder>>,
+    ) -> Result<Library> {
         let index = Arc::new(BidIndex::open(dir)?);
-        let library = Library { db, index };
+        let dense = encoder.map(|e| Arc::new(dense::DenseIndex::new(e)));
+        let library = Library { db, index, dense };
         let repair = library.reconcile().await?;
         if repair.reindexed + repair.removed > 0 {
             tracing::info!(?repair, "bid index repaired from the database");
+        }
+        if let Some(dense) = &library.dense {
+            let embedded = dense.sync(&library.db, false).await?;
+            if embedded > 0 {
+                tracing::info!(embedded, "bid embeddings computed");
+            }
         }
         Ok(library)
     }
@@ -137,6 +162,9 @@ impl Library {
             count += page.len();
         }
         self.index.commit(&mut self.index.writer())?;
+        if let Some(dense) = &self.dense {
+            dense.sync(&self.db, true).await?;
+        }
         Ok(count)
     }
 
@@ -171,11 +199,16 @@ impl Library {
             }
             tx.commit().await?;
             if !changed.is_empty() {
-                let mut writer = self.index.writer();
-                for (bid, rev) in changed {
-                    self.index.upsert(&writer, bid, rev)?;
+                {
+                    let mut writer = self.index.writer();
+                    for &(bid, rev) in &changed {
+                        self.index.upsert(&writer, bid, rev)?;
+                    }
+                    self.index.commit(&mut writer)?;
                 }
-                self.index.commit(&mut writer)?;
+                if let Some(dense) = &self.dense {
+                    dense.put(&self.db, &changed).await?;
+                }
             }
             progress(n * BATCH + batch.len());
         }
@@ -196,9 +229,15 @@ impl Library {
     /// Deletes a bid from the database and the index.
     pub async fn delete(&self, id: &str) -> Result<()> {
         db::delete(&self.db, id).await?;
-        let mut writer = self.index.writer();
-        self.index.delete(&writer, id);
-        self.index.commit(&mut writer)
+        {
+            let mut writer = self.index.writer();
+            self.index.delete(&writer, id);
+            self.index.commit(&mut writer)?;
+        }
+        if let Some(dense) = &self.dense {
+            dense.delete(&self.db, id).await?;
+        }
+        Ok(())
     }
 
     /// Records the outcome (and optional buyer feedback) of a bid.
@@ -210,9 +249,14 @@ impl Library {
         actor: Option<&str>,
     ) -> Result<StoredBid> {
         let stored = db::set_outcome(&self.db, id, outcome, feedback, actor).await?;
-        let mut writer = self.index.writer();
-        self.index.upsert(&writer, &stored.bid, stored.rev)?;
-        self.index.commit(&mut writer)?;
+        {
+            let mut writer = self.index.writer();
+            self.index.upsert(&writer, &stored.bid, stored.rev)?;
+            self.index.commit(&mut writer)?;
+        }
+        if let Some(dense) = &self.dense {
+            dense.put(&self.db, &[(&stored.bid, stored.rev)]).await?;
+        }
         Ok(stored)
     }
 
@@ -223,8 +267,14 @@ impl Library {
 
     /// The retrieval method in use, for reports.
     pub fn method(&self) -> String {
-        "bm25 per language (en stemming, jieba) with glossary query translation, fused by rrf"
-            .into()
+        let bm25 = "bm25 per language (en stemming, jieba) with glossary query translation";
+        match &self.dense {
+            Some(_) => format!(
+                "{bm25} and {} (cosine z-normalised per language), fused by rrf",
+                dense::MODEL_ID
+            ),
+            None => format!("{bm25}, fused by rrf"),
+        }
     }
 
     /// Ranked past bids for a tender.
@@ -257,6 +307,28 @@ impl Library {
             }
             lists.push(ids);
         }
+        if let Some(dense) = &self.dense {
+            let query = dense.query(&req.tender.query_text())?;
+            let admits = req.filters.predicate()?;
+            let ranked = dense.ranked(&query, &admits, search::CANDIDATES.max(limit));
+            let mut ids = Vec::with_capacity(ranked.len());
+            for (id, _) in ranked {
+                if !addrs.contains_key(&id) {
+                    let Some(addr) = self.index.address(&searcher, &id)? else {
+                        continue;
+                    };
+                    addrs.insert(id.clone(), addr);
+                }
+                ids.push(id);
+            }
+            for id in &ids {
+                let outcome = &dense.outcome(id);
+                if outcome == &Some(Outcome::Won) {
+                    won.insert(id.clone());
+                }
+            }
+            lists.push(ids);
+        }
         let mut fused = search::fuse(&lists);
         for (id, score, _) in &mut fused {
             if won.contains(id) {
@@ -268,13 +340,13 @@ impl Library {
         let mut hits = Vec::with_capacity(limit);
         for (id, score, ranks) in fused.into_iter().take(limit) {
             let bid = self.index.stored_bid(&searcher, addrs[&id])?;
-            hits.push(search::explain(
-                bid,
-                &terms,
-                score,
-                ranks[slot],
-                ranks[1 - slot],
-            ));
+            let mut hit = search::explain(bid, &terms, score, ranks[slot], ranks[1 - slot]);
+            hit.dense_rank = ranks.get(2).copied().flatten();
+            if let Some(k) = hit.dense_rank {
+                hit.why
+                    .push_str(&format!("; meaning rank {k} (multilingual embedding)"));
+            }
+            hits.push(hit);
         }
         Ok(SearchResponse {
             language: req.tender.lang(),

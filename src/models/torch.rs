@@ -185,7 +185,9 @@ pub fn zip_to_safetensors(input: &[u8], key: Option<&str>) -> Result<Vec<u8>, St
 }
 
 /// A safetensors file of f32 tensors (`name → (shape, little-endian data)`), in name order.
-fn safetensors_f32(tensors: &BTreeMap<String, (Vec<usize>, Vec<u8>)>) -> Result<Vec<u8>, String> {
+pub(super) fn safetensors_f32(
+    tensors: &BTreeMap<String, (Vec<usize>, Vec<u8>)>,
+) -> Result<Vec<u8>, String> {
     let mut header = serde_json::Map::new();
     let mut data = Vec::new();
     for (name, (shape, bytes)) in tensors {
