@@ -32,6 +32,7 @@ pub struct Config {
     pub quotes: QuotesConfig,
     pub calls: CallsConfig,
     pub web: WebConfig,
+    pub bids: BidsConfig,
 }
 
 /// `[server]`: the HTTP API.
@@ -196,6 +197,21 @@ pub struct WebConfig {
     /// Mark cookies `Secure` (sent over HTTPS only); turn on when served over HTTPS, e.g.
     /// behind a TLS-terminating proxy.
     pub secure_cookies: bool,
+}
+
+/// `[bids]`: the bid library's retrieval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BidsConfig {
+    /// Dense multilingual retrieval beside BM25 (embeds every bid at import; needs the
+    /// `multilingual-e5-small` model). Off: BM25 only, no embedding at import.
+    pub dense: bool,
+}
+
+impl Default for BidsConfig {
+    fn default() -> Self {
+        BidsConfig { dense: true }
+    }
 }
 
 impl Default for WebConfig {

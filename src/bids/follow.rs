@@ -42,14 +42,26 @@ impl Library {
         if apply.is_empty() {
             return Ok(0);
         }
-        let mut writer = self.index.writer();
-        for (id, stored) in &apply {
-            match stored {
-                Some(stored) => self.index.upsert(&writer, &stored.bid, stored.rev)?,
-                None => self.index.delete(&writer, id),
+        {
+            let mut writer = self.index.writer();
+            for (id, stored) in &apply {
+                match stored {
+                    Some(stored) => self.index.upsert(&writer, &stored.bid, stored.rev)?,
+                    None => self.index.delete(&writer, id),
+                }
+            }
+            self.index.commit(&mut writer)?;
+        }
+        // The dense list follows too (the writer stores its vectors later than the row, so
+        // they are computed here rather than waited for).
+        if let Some(dense) = &self.dense {
+            for (id, stored) in &apply {
+                match stored {
+                    Some(stored) => dense.put(&self.db, &[(&stored.bid, stored.rev)]).await?,
+                    None => dense.delete(&self.db, id).await?,
+                }
             }
         }
-        self.index.commit(&mut writer)?;
         Ok(apply.len())
     }
 
@@ -87,10 +99,10 @@ mod tests {
     #[tokio::test]
     async fn a_second_process_finds_bids_written_through_the_first() {
         let (dir, db) = temp_db().await;
-        let first = Library::open_at(&dir.path().join("a"), db.clone())
+        let first = Library::open_at(&dir.path().join("a"), db.clone(), None)
             .await
             .unwrap();
-        let second = Library::open_at(&dir.path().join("b"), db.clone())
+        let second = Library::open_at(&dir.path().join("b"), db.clone(), None)
             .await
             .unwrap();
         let mut follows_first = Follower::new(db::CHANGE_ENTITY, now_ms());

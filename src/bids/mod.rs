@@ -80,11 +80,15 @@ impl Library {
     /// without it search is BM25 only (with a warning saying how to fetch it).
     pub async fn open(config: &Config, db: Db) -> Result<Library> {
         let manifest = crate::models::Manifest::load(config)?;
-        let encoder = match dense::Encoder::load_configured(config, &manifest) {
-            Ok(e) => Some(Arc::new(e)),
-            Err(e) => {
-                tracing::warn!("bid search without dense retrieval: {e}");
-                None
+        let encoder = if !config.bids.dense {
+            None
+        } else {
+            match dense::Encoder::load_configured(config, &manifest) {
+                Ok(e) => Some(Arc::new(e)),
+                Err(e) => {
+                    tracing::warn!("bid search without dense retrieval: {e}");
+                    None
+                }
             }
         };
         Library::open_at(&config.data.dir.join("index").join("bids"), db, encoder).await
