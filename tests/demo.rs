@@ -9,7 +9,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::*;
-use dealdesk::store::Db;
 use serde_json::Value;
 
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/corpus");
@@ -37,9 +36,8 @@ struct Counts {
 }
 
 fn counts(dir: &Path) -> Counts {
-    let url = format!("sqlite://{}", dir.join("data/dealdesk.db").display());
     tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let db = Db::connect(&url, 1).await.unwrap();
+        let db = common::open_db(dir).await;
         let n = |sql: &'static str| {
             let db = db.clone();
             async move {

@@ -882,9 +882,8 @@ fn a_manager_reads_the_dashboard_of_their_region() {
     }
     assert!(decided >= 2, "both calls gave something to review");
     // The quote model's calibration drifted: quotes switch to manual review.
-    let db = format!("sqlite://{}", dir.path().join("data/dealdesk.db").display());
     runtime.block_on(async {
-        let db = dealdesk::store::Db::connect(&db, 1).await.unwrap();
+        let db = common::open_db(dir.path()).await;
         let mut conn = db.pool().acquire().await.unwrap();
         let rules = dealdesk::review::Rules::builtin();
         assert!(
