@@ -164,12 +164,7 @@ fn a_rep_uploads_and_reads_a_call_and_a_manager_overrides_a_commitment() {
     let url = server.url.clone();
 
     // A transcript to analyze in the background while the browser works.
-    let resp = server.post("/calls/import-transcript", &rep, transcript());
-    assert_eq!(resp.status(), StatusCode::ACCEPTED);
-    let imported = resp.json::<Value>().unwrap()["call"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let imported = import_call(&server, &rep, transcript());
     // Closed deals with prices, and a quote model fitted on them.
     for i in 0..300u32 {
         let discount = f64::from(i * 37 % 30) / 100.0;
@@ -543,6 +538,32 @@ fn sessions_and_csrf_over_http() {
     );
 }
 
+/// Imports `transcript` as a call of the user with `token`; returns the call's id.
+fn import_call(server: &Server, token: &str, transcript: Value) -> String {
+    let resp = server.post("/calls/import-transcript", token, transcript);
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    resp.json::<Value>().unwrap()["call"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Waits until the analysis of call `id` is done (the test fails if it fails).
+fn wait_analyzed(server: &Server, token: &str, id: &str) {
+    poll(Duration::from_secs(900), || {
+        std::thread::sleep(Duration::from_millis(200));
+        let call = server
+            .get(&format!("/calls/{id}"), token)
+            .json::<Value>()
+            .unwrap();
+        match call["status"].as_str().unwrap() {
+            "done" => Some(()),
+            "failed" => panic!("the analysis failed: {call}"),
+            _ => None,
+        }
+    });
+}
+
 /// A call whose seller is a diarized label not yet mapped to a participant, with two
 /// commitments and two objections.
 fn labelled_transcript() -> Value {
@@ -575,22 +596,8 @@ fn a_rep_maps_speakers_and_accepts_edits_and_rejects_items_on_the_call_page() {
     let rep = add_user(dir.path(), "rita", "rep", "emea");
     let server = Server::start(dealdesk(dir.path()));
     let url = server.url.clone();
-    let resp = server.post("/calls/import-transcript", &rep, labelled_transcript());
-    assert_eq!(resp.status(), StatusCode::ACCEPTED);
-    let call = resp.json::<Value>().unwrap()["call"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    poll(Duration::from_secs(900), || {
-        std::thread::sleep(Duration::from_millis(500));
-        let status = server
-            .get(&format!("/calls/{call}"), &rep)
-            .json::<Value>()
-            .unwrap()["status"]
-            .clone();
-        assert_ne!(status, "failed", "the analysis failed");
-        (status == "done").then_some(())
-    });
+    let call = import_call(&server, &rep, labelled_transcript());
+    wait_analyzed(&server, &rep, &call);
     let call_url = format!("{url}/app/calls/{call}");
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -777,15 +784,7 @@ fn a_manager_reads_the_dashboard_of_their_region() {
         let mut t = transcript();
         t["call_date"] = json!(call_day);
         t["title"] = json!(title);
-        let resp = server.post("/calls/import-transcript", token, t);
-        assert_eq!(resp.status(), StatusCode::ACCEPTED);
-        calls.push((
-            token.clone(),
-            resp.json::<Value>().unwrap()["call"]["id"]
-                .as_str()
-                .unwrap()
-                .to_string(),
-        ));
+        calls.push((token.clone(), import_call(&server, token, t)));
     }
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -848,17 +847,7 @@ fn a_manager_reads_the_dashboard_of_their_region() {
     // The calls' analyses, then decisions: emea approves commitments and overrides the rest,
     // apac rejects everything.
     for (token, id) in &calls {
-        poll(Duration::from_secs(600), || {
-            let call = server
-                .get(&format!("/calls/{id}"), token)
-                .json::<Value>()
-                .unwrap();
-            match call["status"].as_str().unwrap() {
-                "done" => Some(()),
-                "failed" => panic!("the analysis failed: {call}"),
-                _ => None,
-            }
-        });
+        wait_analyzed(&server, token, id);
     }
     let mut decided = 0;
     for (token, region) in [(&manager, "emea"), (&apac_manager, "apac")] {
