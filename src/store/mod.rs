@@ -57,7 +57,7 @@ impl Db {
             }
             (Backend::Sqlite, format!("sqlite://{path}?mode=rwc"))
         } else {
-            (Backend::Postgres, url.to_string())
+            (Backend::Postgres, without_statement_cache(url))
         };
         let options: AnyConnectOptions = url
             .parse()
@@ -107,6 +107,18 @@ impl Db {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
+}
+
+/// `url` with PostgreSQL's prepared-statement cache switched off. sqlx 0.8's `Any` driver
+/// binds a NULL `f64` as a `float4` parameter; a cached statement would then keep that type
+/// and refuse the next non-NULL `f64` ("incorrect binary data format"). Unnamed statements
+/// take their parameter types from each execution's binds.
+fn without_statement_cache(url: &str) -> String {
+    if url.contains("statement-cache-capacity=") {
+        return url.to_string();
+    }
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}statement-cache-capacity=0")
 }
 
 /// Milliseconds since the Unix epoch: the timestamp format of every table.
@@ -178,6 +190,44 @@ pub(crate) async fn temp_db() -> (tempfile::TempDir, Db) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn postgres_urls_get_no_statement_cache_unless_they_say_so() {
+        assert_eq!(
+            without_statement_cache("postgres://u@h/db"),
+            "postgres://u@h/db?statement-cache-capacity=0"
+        );
+        assert_eq!(
+            without_statement_cache("postgres://u@h/db?sslmode=require"),
+            "postgres://u@h/db?sslmode=require&statement-cache-capacity=0"
+        );
+        let given = "postgres://u@h/db?statement-cache-capacity=100";
+        assert_eq!(without_statement_cache(given), given);
+    }
+
+    #[tokio::test]
+    async fn a_null_then_a_number_in_the_same_float_column_is_stored() {
+        // On PostgreSQL (TEST_POSTGRES_URL) this failed with a cached statement.
+        let (_dir, db) = temp_db().await;
+        for price in [None, Some(9000.5), None, Some(1.25)] {
+            sqlx::query(
+                "INSERT INTO deals (id, features, list_price, quoted_price, created_at, updated_at) \
+                 VALUES ($1, '{}', $2, $3, 0, 0)",
+            )
+            .bind(new_id())
+            .bind(Some(10_000.0_f64))
+            .bind(price)
+            .execute(db.pool())
+            .await
+            .unwrap();
+        }
+        let stored: Vec<Option<f64>> =
+            sqlx::query_scalar("SELECT quoted_price FROM deals ORDER BY id")
+                .fetch_all(db.pool())
+                .await
+                .unwrap();
+        assert_eq!(stored, [None, Some(9000.5), None, Some(1.25)]);
+    }
 
     #[tokio::test]
     async fn migrations_create_every_table_on_an_empty_database() {
