@@ -5,7 +5,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -30,25 +30,8 @@ fn member(root: &Path, name: &str) -> Command {
 
 /// `dealdesk worker`, once it says it is running.
 fn start_worker(mut cmd: Command) -> Child {
-    use std::io::{BufRead, BufReader};
-    let mut child = cmd
-        .args(["worker", "--workers", "1"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("dealdesk worker starts");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line.starts_with("dealdesk worker running") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(60))
-        .expect("the worker started");
-    child
+    cmd.args(["worker", "--workers", "1"]);
+    spawn_until(cmd, "dealdesk worker running").0
 }
 
 /// The JFK clip with one sample changed per `n`, so every upload is a distinct recording.

@@ -68,6 +68,29 @@ pub fn add_user(dir: &Path, name: &str, role: &str, region: &str) -> String {
     v["token"].as_str().unwrap().to_string()
 }
 
+/// Spawns `cmd` and waits (up to a minute) for a stdout line starting with `prefix`; returns
+/// the child and the rest of that line.
+pub fn spawn_until(mut cmd: Command, prefix: &'static str) -> (Child, String) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("dealdesk starts");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix(prefix) {
+                let _ = tx.send(rest.to_string());
+            }
+        }
+    });
+    let rest = rx
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| panic!("dealdesk printed no line starting {prefix:?}"));
+    (child, rest)
+}
+
 /// A running `dealdesk serve`.
 pub struct Server {
     pub child: Child,
@@ -77,24 +100,8 @@ pub struct Server {
 impl Server {
     /// Starts `cmd serve` and waits for its "listening on" line.
     pub fn start(mut cmd: Command) -> Server {
-        let mut child = cmd
-            .arg("serve")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("dealdesk serve starts");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("dealdesk listening on ") {
-                    let _ = tx.send(url.to_string());
-                }
-            }
-        });
-        let url = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the server printed its URL");
+        cmd.arg("serve");
+        let (child, url) = spawn_until(cmd, "dealdesk listening on ");
         Server { child, url }
     }
 
