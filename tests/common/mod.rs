@@ -157,6 +157,19 @@ pub fn upload_call(
     file: Vec<u8>,
     fields: &[(&str, &str)],
 ) -> reqwest::blocking::Response {
+    let (content_type, body) = call_form(file, fields);
+    client()
+        .post(format!("{url}/calls"))
+        .bearer_auth(token)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .unwrap()
+}
+
+/// The content type and multipart/form-data body of a call upload: the text fields, then the
+/// file.
+pub fn call_form(file: Vec<u8>, fields: &[(&str, &str)]) -> (String, Vec<u8>) {
     use std::io::Write;
     let boundary = "dealdesk-test-boundary-7d1f";
     let mut body = Vec::new();
@@ -175,16 +188,7 @@ pub fn upload_call(
     .unwrap();
     body.extend_from_slice(&file);
     write!(body, "\r\n--{boundary}--\r\n").unwrap();
-    client()
-        .post(format!("{url}/calls"))
-        .bearer_auth(token)
-        .header(
-            "content-type",
-            format!("multipart/form-data; boundary={boundary}"),
-        )
-        .body(body)
-        .send()
-        .unwrap()
+    (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
 /// A blocking HTTP client.
@@ -215,10 +219,16 @@ pub fn wav_head(path: &Path, secs: u32) -> Vec<u8> {
     let bytes = std::fs::read(path).unwrap();
     let data = bytes.windows(4).position(|w| w == b"data").unwrap() + 8;
     let n = (16_000 * 2 * secs) as usize;
-    let pcm = &bytes[data..data + n];
-    let mut out = Vec::new();
+    let mut out = wav_header(n as u32);
+    out.extend_from_slice(&bytes[data..data + n]);
+    out
+}
+
+/// The 44-byte header of a 16 kHz 16-bit mono PCM WAV file with `data_len` bytes of samples.
+pub fn wav_header(data_len: u32) -> Vec<u8> {
+    let mut out = Vec::with_capacity(44 + data_len as usize);
     out.extend_from_slice(b"RIFF");
-    out.extend_from_slice(&(36 + n as u32).to_le_bytes());
+    out.extend_from_slice(&(36 + data_len).to_le_bytes());
     out.extend_from_slice(b"WAVEfmt ");
     out.extend_from_slice(&16u32.to_le_bytes());
     out.extend_from_slice(&1u16.to_le_bytes());
@@ -228,7 +238,16 @@ pub fn wav_head(path: &Path, secs: u32) -> Vec<u8> {
     out.extend_from_slice(&2u16.to_le_bytes());
     out.extend_from_slice(&16u16.to_le_bytes());
     out.extend_from_slice(b"data");
-    out.extend_from_slice(&(n as u32).to_le_bytes());
-    out.extend_from_slice(pcm);
+    out.extend_from_slice(&data_len.to_le_bytes());
     out
+}
+
+/// The peak resident memory of a running process (VmHWM), in KiB.
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
 }
