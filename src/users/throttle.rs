@@ -121,13 +121,14 @@ mod tests {
     #[tokio::test]
     async fn an_address_is_locked_after_too_many_failures_and_others_are_not() {
         let (_dir, db) = crate::store::temp_db().await;
-        let good = users::add(&db, "Ana", Role::Rep, "emea").await.unwrap().token;
+        let good = users::add(&db, "Ana", Role::Rep, "emea")
+            .await
+            .unwrap()
+            .token;
         let config = limits(3, 60);
         let sign_in = |client: &'static str, token: String| {
             let (db, config) = (db.clone(), config.clone());
-            async move {
-                attempt(&db, &config, client, users::authenticate(&db, &token)).await
-            }
+            async move { attempt(&db, &config, client, users::authenticate(&db, &token)).await }
         };
         // A right token does not count; two wrong ones do not lock yet.
         assert!(sign_in("10.0.0.1", good.clone()).await.is_ok());
