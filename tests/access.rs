@@ -204,6 +204,19 @@ struct Matrix {
 }
 
 impl Matrix {
+    /// A client of the server at `url` that does not follow redirects.
+    fn new(url: &str) -> Matrix {
+        Matrix {
+            http: Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            url: url.to_string(),
+            ids: BTreeMap::new(),
+            requests: 0,
+        }
+    }
+
     fn concrete(&self, path: &str, id: Option<Object>) -> String {
         let id = match id {
             Some(Object::Call) => &self.ids["call"],
@@ -411,15 +424,7 @@ fn every_route_by_every_role_and_scope() {
         .env("DEALDESK_BIDS_DENSE", "false")
         .env("DEALDESK_ACCESS_MAX_FAILURES", "1000000");
     let server = Server::start(cmd);
-    let mut m = Matrix {
-        http: Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap(),
-        url: server.url.clone(),
-        ids: BTreeMap::new(),
-        requests: 0,
-    };
+    let mut m = Matrix::new(&server.url);
 
     // The fixture: rep-a's call, bid-a's draft job, a deal of emea, a recommendation.
     let call: Value = server
@@ -737,15 +742,7 @@ fn failed_sign_ins_lock_the_address_out_across_processes() {
     };
     // Two processes on one database, and a third behind a (trusted) proxy.
     let (one, two, proxied) = (start(1, false), start(2, false), start(3, true));
-    let mut m = Matrix {
-        http: Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap(),
-        url: two.url.clone(),
-        ids: BTreeMap::new(),
-        requests: 0,
-    };
+    let mut m = Matrix::new(&two.url);
     let (session, _) = web_session(&mut m, &token);
 
     // Two wrong bearer tokens on one process, a wrong token on the other's sign-in form.
@@ -794,13 +791,16 @@ fn failed_sign_ins_lock_the_address_out_across_processes() {
     assert!(cookie(&page.headers, "dd_session").is_none());
 
     // A header the server does not trust changes nothing; the session from before still works.
-    let spoofed = client()
-        .get(format!("{}/me", one.url))
-        .bearer_auth(&token)
-        .header("x-forwarded-for", "203.0.113.9")
-        .send()
-        .unwrap();
-    assert_eq!(spoofed.status(), StatusCode::TOO_MANY_REQUESTS);
+    let me_from = |server: &Server, forwarded_for: &str| {
+        client()
+            .get(format!("{}/me", server.url))
+            .bearer_auth(&token)
+            .header("x-forwarded-for", forwarded_for)
+            .send()
+            .unwrap()
+            .status()
+    };
+    assert_eq!(me_from(&one, "203.0.113.9"), StatusCode::TOO_MANY_REQUESTS);
     let home = m.send(
         &Method::GET,
         "/app",
@@ -811,11 +811,5 @@ fn failed_sign_ins_lock_the_address_out_across_processes() {
     assert_eq!(home.status, StatusCode::OK);
 
     // Behind a trusted proxy the client's own address counts: another client is let in.
-    let other = client()
-        .get(format!("{}/me", proxied.url))
-        .bearer_auth(&token)
-        .header("x-forwarded-for", "203.0.113.9, 10.0.0.1")
-        .send()
-        .unwrap();
-    assert_eq!(other.status(), StatusCode::OK);
+    assert_eq!(me_from(&proxied, "203.0.113.9, 10.0.0.1"), StatusCode::OK);
 }
