@@ -61,10 +61,10 @@ impl Object {
     }
 }
 
-/// What a route's test needs: which object `{id}` names, the input of a call (the query
-/// string of a GET; the body of others: JSON for the API, form fields for pages), and which
-/// object's data an allowed caller in its scope must get (with a 2xx), so the scope checks
-/// cannot pass by hiding everything.
+/// What a route's test needs: which object `{id}` names (in the path or the input), the input
+/// of a call (the query string of a GET; the body of others: JSON for the API, form fields for
+/// pages), and which object's data an allowed caller in its scope must get (with a 2xx), so
+/// the scope checks cannot pass by hiding everything.
 struct Expect {
     id: Option<Object>,
     input: &'static str,
@@ -110,7 +110,8 @@ fn expectation(method: &Method, path: &str) -> Option<Expect> {
         ("GET", "/reviews") => listing(Rec, "region=emea"),
         ("GET", "/recommendations/{id}") => on(Rec, "", true),
         ("POST", "/recommendations/{id}/review") => on(Rec, r#"{"action": "approve"}"#, false),
-        ("GET", "/audit" | "/review/rules" | "/metrics") => plain(""),
+        ("GET", "/audit") => on(Rec, "subject={id}", false),
+        ("GET", "/review/rules" | "/metrics") => plain(""),
         ("GET", "/metrics/ai") => plain("region=emea"),
         ("POST", "/review/breakers/{kind}/reset") => plain("{}"),
         // API: quotes
@@ -158,7 +159,7 @@ fn expectation(method: &Method, path: &str) -> Option<Expect> {
         ("POST", "/app/drafts/{id}/edit") => on(Job, "s0=changed", false),
         ("POST", "/app/drafts/{id}/submit") => on(Job, "", false),
         ("GET", "/app/reviews" | "/app/dashboard") => plain("region=emea"),
-        ("GET", "/app/audit") => plain(""),
+        ("GET", "/app/audit") => on(Rec, "subject={id}", false),
         ("POST", "/app/reviews/{id}") => on(Rec, "action=approve", false),
         _ => None,
     }
@@ -515,7 +516,8 @@ fn every_route_by_every_role_and_scope() {
         let what = format!("{method} {}", route.path);
         let mut send = |m: &mut Matrix, auth: &Auth| {
             cases += 1;
-            m.send(&method, &path, api, expect.input, auth)
+            let input = m.concrete(expect.input, expect.id);
+            m.send(&method, &path, api, &input, auth)
         };
         // Nobody sees any object's data without credentials.
         let hides_all = |a: &Answer, who: &str| {
