@@ -33,6 +33,7 @@ pub struct Config {
     pub calls: CallsConfig,
     pub web: WebConfig,
     pub bids: BidsConfig,
+    pub access: AccessConfig,
 }
 
 /// `[server]`: the HTTP API.
@@ -219,6 +220,34 @@ impl Default for WebConfig {
         WebConfig {
             session_hours: 12,
             secure_cookies: false,
+        }
+    }
+}
+
+/// `[access]`: failed sign-ins (a wrong or revoked token, on the sign-in form or as a bearer
+/// token) are counted per client address in the database, so every process serving the same
+/// database shares the count.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessConfig {
+    /// Failed sign-ins from one address within `window_secs` that lock it out.
+    pub max_failures: u32,
+    /// The window in which failures are counted, in seconds.
+    pub window_secs: u64,
+    /// How long a locked-out address gets 429 (with `Retry-After`) for every token, in seconds.
+    pub lockout_secs: u64,
+    /// Take the client address from the first `X-Forwarded-For` entry: only behind a reverse
+    /// proxy that sets it (otherwise a client could pick its own address).
+    pub trust_forwarded_for: bool,
+}
+
+impl Default for AccessConfig {
+    fn default() -> Self {
+        AccessConfig {
+            max_failures: 10,
+            window_secs: 600,
+            lockout_secs: 900,
+            trust_forwarded_for: false,
         }
     }
 }

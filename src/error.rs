@@ -31,6 +31,13 @@ pub enum Error {
     /// The request body is larger than the configured limit (HTTP 413).
     #[error("{0}")]
     TooLarge(String),
+    /// Too many attempts (failed sign-ins, say); try again after `retry_after_secs` (HTTP 429
+    /// with `Retry-After`).
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        retry_after_secs: u64,
+    },
     /// A component the request needs is not ready, e.g. models not fetched (HTTP 503).
     #[error("{0}")]
     Unavailable(String),
@@ -67,6 +74,7 @@ impl Error {
             Error::MethodNotAllowed(_) => "method_not_allowed",
             Error::Conflict(_) => "conflict",
             Error::TooLarge(_) => "too_large",
+            Error::RateLimited { .. } => "rate_limited",
             Error::Unavailable(_) => "unavailable",
             Error::Config(_) => "config",
             Error::Io { .. } => "io",

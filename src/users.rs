@@ -15,6 +15,8 @@ use sqlx::Row;
 use crate::error::{Error, Result};
 use crate::store::{Db, new_id, now_ms};
 
+pub mod throttle;
+
 /// What a user may do. Every HTTP route declares the roles allowed to call it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]

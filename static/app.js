@@ -321,3 +321,15 @@
     });
   });
 })();
+
+// Bar widths come from data-width (percent): the Content-Security-Policy allows no inline
+// style attributes, but a script may set an element's style.
+(function () {
+  "use strict";
+  document.addEventListener("DOMContentLoaded", () => {
+    document.querySelectorAll("[data-width]").forEach((el) => {
+      const pct = Number(el.dataset.width);
+      if (Number.isFinite(pct)) el.style.width = Math.min(100, Math.max(0, pct)) + "%";
+    });
+  });
+})();

@@ -1,14 +1,17 @@
 //! Who is calling: bearer-token authentication and the per-route role check.
 
-use axum::extract::{Request, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::AUTHORIZATION;
-use axum::http::{HeaderMap, Method};
+use axum::http::{Extensions, HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::Response;
 
 use super::AppState;
+use crate::config::AccessConfig;
 use crate::error::{Error, Result};
-use crate::users::{Role, User};
+use crate::users::{Role, User, throttle};
 use crate::web::session;
 
 /// Who may call a route.
@@ -55,7 +58,13 @@ pub async fn require(
         let (headers, method) = (request.headers().clone(), request.method().clone());
         let user = match session_user(&state, &headers, &method).await? {
             Some(user) => user,
-            None => crate::users::authenticate(&state.db, &bearer_token(&request)?).await?,
+            None => {
+                let token = bearer_token(&request)?;
+                let access = &state.config.access;
+                let client = client_address(access, &headers, request.extensions());
+                let sign_in = crate::users::authenticate(&state.db, &token);
+                throttle::attempt(&state.db, access, &client, sign_in).await?
+            }
         };
         if !access.allows(user.role) {
             return Err(Error::Forbidden(format!(
@@ -118,4 +127,20 @@ fn bearer_token(request: &Request) -> Result<String> {
         .strip_prefix("Bearer ")
         .ok_or_else(|| Error::Unauthenticated("use `Authorization: Bearer <token>`".into()))?;
     Ok(token.trim().to_string())
+}
+
+/// The client's address for counting failed sign-ins: the peer's IP, or the first
+/// `X-Forwarded-For` entry when `access.trust_forwarded_for` says a proxy sets it.
+pub fn client_address(config: &AccessConfig, headers: &HeaderMap, ext: &Extensions) -> String {
+    let forwarded = headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .map(str::trim)
+        .filter(|v| config.trust_forwarded_for && !v.is_empty());
+    match (forwarded, ext.get::<ConnectInfo<SocketAddr>>()) {
+        (Some(address), _) => address.to_string(),
+        (None, Some(ConnectInfo(peer))) => peer.ip().to_string(),
+        (None, None) => "unknown".to_string(),
+    }
 }

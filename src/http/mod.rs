@@ -9,6 +9,7 @@ mod auth;
 mod bids;
 mod calls;
 mod error;
+mod headers;
 mod quotes;
 mod review;
 mod system;
@@ -27,8 +28,9 @@ use tokio::sync::watch;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 
-pub use auth::{ADMIN, ANY_ROLE, Access, BID_TEAM, CALLS, Caller, MANAGERS};
+pub use auth::{ADMIN, ANY_ROLE, Access, BID_TEAM, CALLS, Caller, MANAGERS, client_address};
 pub use error::{ErrorBody, Json, status_of};
+pub use headers::{CSP, SECURITY_HEADERS};
 
 use crate::config::Config;
 use crate::engines::Engines;
@@ -232,6 +234,7 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(
             state.config.server.max_body_bytes as usize,
         ))
+        .layer(axum::middleware::map_response(headers::security_headers))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -314,7 +317,8 @@ pub async fn serve(
     let stopping = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let server = axum::serve(listener, router(state))
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let server = axum::serve(listener, app)
         .with_graceful_shutdown(stopping(shutdown.clone()))
         .into_future();
     tokio::select! {

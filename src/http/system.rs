@@ -89,8 +89,8 @@ pub async fn me(Extension(Caller(user)): Extension<Caller>) -> Json<User> {
     Json(user)
 }
 
-/// A background job's state and progress. Visible to whoever started it, and to managers
-/// and admins.
+/// A background job's state and progress. Visible to whoever started it, to the managers of
+/// their region, and to admins.
 #[utoipa::path(get, path = "/jobs/{id}", tag = "system", security(("token" = [])),
     params(("id" = String, Path, description = "Job id")),
     responses((status = 200, body = Job), (status = 404, body = ErrorBody)))]

@@ -175,13 +175,25 @@ impl JobQueue {
         })
     }
 
-    /// The job if `user` may see it: their own, or any for managers and admins.
+    /// The job if `user` may see it: their own, a manager's region's (started by a user of
+    /// their region), or any for admins; others are "not found" (their existence is not
+    /// revealed), like calls.
     pub async fn get_for(&self, id: &str, user: &crate::users::User) -> Result<Job> {
+        use crate::users::Role;
         let job = self.get(id).await?;
-        let visible = matches!(
-            user.role,
-            crate::users::Role::Manager | crate::users::Role::Admin
-        ) || job.created_by.as_deref() == Some(user.id.as_str());
+        let visible = match user.role {
+            Role::Admin => true,
+            _ if job.created_by.as_deref() == Some(user.id.as_str()) => true,
+            Role::Manager => {
+                let region: Option<String> =
+                    sqlx::query_scalar("SELECT region FROM users WHERE id = $1")
+                        .bind(job.created_by.as_deref())
+                        .fetch_optional(self.db.pool())
+                        .await?;
+                region.as_deref() == Some(user.region.as_str())
+            }
+            Role::Rep | Role::Bid => false,
+        };
         if visible {
             Ok(job)
         } else {

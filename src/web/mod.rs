@@ -163,11 +163,36 @@ pub fn routes() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
     ]
 }
 
+/// The routes outside [`guard`]: the root's redirect to the app and the static assets
+/// (public, cached for good, so they set no cookie).
+fn plain_routes() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
+    let spec = |path: &'static str| RouteSpec {
+        method: Method::GET,
+        path,
+        access: Access::Public,
+    };
+    vec![
+        (spec("/"), get(|| async { Redirect::to("/app") })),
+        (spec("/static/{name}"), get(assets::serve)),
+    ]
+}
+
+/// Every route of the web app without handlers — the pages and the plain routes — for the
+/// access-matrix test.
+pub fn route_table() -> Vec<RouteSpec> {
+    plain_routes()
+        .into_iter()
+        .chain(routes())
+        .map(|(spec, _)| spec)
+        .collect()
+}
+
 /// The pages and their static assets, each page behind [`guard`].
 pub fn router(state: &AppState) -> Router<AppState> {
-    let mut router = Router::new()
-        .route("/", get(|| async { Redirect::to("/app") }))
-        .route("/static/{name}", get(assets::serve));
+    let mut router = Router::new();
+    for (spec, handler) in plain_routes() {
+        router = router.route(spec.path, handler);
+    }
     for (spec, handler) in routes() {
         router = router.route(
             spec.path,

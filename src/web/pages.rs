@@ -8,7 +8,7 @@ use askama::Template;
 use axum::Extension;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::StatusCode;
-use axum::http::header::SET_COOKIE;
+use axum::http::header::{RETRY_AFTER, SET_COOKIE};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::http::AppState;
 use crate::review::audit::Event;
 use crate::review::{self, Decision, Filter, Kind, Recommendation};
-use crate::users::Role;
+use crate::users::{Role, throttle};
 
 /// `ms` since the epoch as `YYYY-MM-DD HH:MM` (UTC).
 pub(super) fn when(ms: i64) -> String {
@@ -128,7 +128,7 @@ fn with_cookies(mut response: Response, cookies: &[String]) -> Response {
 struct SignIn {
     p: Page,
     next: String,
-    error: Option<&'static str>,
+    error: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -155,20 +155,35 @@ pub struct SignInForm {
     next: Option<String>,
 }
 
-/// `POST /app/sign-in`: an API token → a session cookie.
+/// `POST /app/sign-in`: an API token → a session cookie. Failed sign-ins count against the
+/// client's address; a locked-out address gets the form again with 429 and `Retry-After`.
 pub async fn sign_in(
     State(state): State<AppState>,
     Extension(p): Extension<Page>,
+    headers: axum::http::HeaderMap,
+    extensions: axum::http::Extensions,
     Form(form): Form<SignInForm>,
 ) -> Result<Response> {
     let next = local(form.next.as_deref().unwrap_or("/app")).to_string();
     let hours = state.config.web.session_hours;
-    let (id, _) = match session::start(&state.db, &form.token, hours).await {
+    let access = &state.config.access;
+    let client = crate::http::client_address(access, &headers, &extensions);
+    let start = session::start(&state.db, &form.token, hours);
+    let (id, _) = match throttle::attempt(&state.db, access, &client, start).await {
         Ok(started) => started,
         Err(Error::Unauthenticated(_)) => {
-            let error = Some(p.t.s("sign_in.bad_token"));
+            let error = Some(p.t.s("sign_in.bad_token").to_string());
             let page = render(&SignIn { p, next, error });
             return Ok((StatusCode::UNAUTHORIZED, page).into_response());
+        }
+        Err(Error::RateLimited {
+            retry_after_secs, ..
+        }) => {
+            let minutes = retry_after_secs.div_ceil(60).to_string();
+            let error = Some(p.t.s("sign_in.locked").replace("{minutes}", &minutes));
+            let page = render(&SignIn { p, next, error });
+            let retry = [(RETRY_AFTER, retry_after_secs.to_string())];
+            return Ok((StatusCode::TOO_MANY_REQUESTS, retry, page).into_response());
         }
         Err(e) => return Err(e),
     };
