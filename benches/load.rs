@@ -4,7 +4,7 @@
 //!
 //! The server is the real release binary on a demo data set (`dealdesk demo`: 14 bids, 480
 //! deals and a fitted quote model, reviews) with its job workers off, so the queued demo calls
-//! do not compete for the CPU. Each step runs `DEALDESK_BENCH_LOAD_SECS` seconds (default 10)
+//! do not compete for the CPU. Each step runs `BENCH_LOAD_SECS` seconds (default 10)
 //! with that many clients each sending its next request as soon as the last one is answered.
 //!
 //! `cargo bench --bench load`. Results are in `eval/reports/load.md`.
@@ -29,7 +29,7 @@ struct Endpoint {
 }
 
 fn main() {
-    let secs: u64 = std::env::var("DEALDESK_BENCH_LOAD_SECS")
+    let secs: u64 = std::env::var("BENCH_LOAD_SECS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10);

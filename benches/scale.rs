@@ -14,10 +14,11 @@
 //! are read from the server's statistics. Otherwise it is a SQLite file and only its growth is
 //! reported.
 //!
-//! `cargo bench --bench scale`; `DEALDESK_BENCH_WORKERS` lists worker-process counts to run
-//! (default `1,2`), `DEALDESK_BENCH_THREADS` the CPU threads of each worker's models for each
-//! count (default `2,1`: the two cores are shared out), `DEALDESK_BENCH_SCALE_CALLS` the
-//! number of calls per run (default 4). Results are in `eval/reports/scale.md`.
+//! `cargo bench --bench scale`; `BENCH_SCALE_WORKERS` lists worker-process counts to run
+//! (default `1,2`), `BENCH_SCALE_THREADS` the CPU threads of each worker's models for each
+//! count (default `2,1`: the two cores are shared out), `BENCH_SCALE_CALLS` the
+//! number of calls per run (default 4); not `DEALDESK_…` names, which dealdesk's own
+//! configuration refuses as unknown settings. Results are in `eval/reports/scale.md`.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -33,9 +34,9 @@ use sqlx::Row;
 use tokio::runtime::Runtime;
 
 fn main() {
-    let workers = list_env("DEALDESK_BENCH_WORKERS", "1,2");
-    let threads = list_env("DEALDESK_BENCH_THREADS", "2,1");
-    let calls: usize = std::env::var("DEALDESK_BENCH_SCALE_CALLS")
+    let workers = list_env("BENCH_SCALE_WORKERS", "1,2");
+    let threads = list_env("BENCH_SCALE_THREADS", "2,1");
+    let calls: usize = std::env::var("BENCH_SCALE_CALLS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(4);

@@ -96,6 +96,9 @@ pub struct JobsConfig {
     pub max_attempts: u32,
     /// Milliseconds an idle worker waits before looking for work again.
     pub poll_ms: u64,
+    /// Jobs waiting for a worker beyond which uploads and drafts are refused with 429 and
+    /// `Retry-After`, rather than accepting work that cannot be done soon.
+    pub max_queued: u64,
 }
 
 /// `[asr]`: speech recognition.
@@ -308,6 +311,7 @@ impl Default for JobsConfig {
             workers: 1,
             lease_secs: 60,
             max_attempts: 3,
+            max_queued: 200,
             poll_ms: 500,
         }
     }
@@ -453,9 +457,9 @@ impl Config {
                 "llm.threads, llm.max_tokens and llm.max_context must be at least 1".into(),
             ));
         }
-        if self.jobs.lease_secs == 0 || self.jobs.max_attempts == 0 {
+        if self.jobs.lease_secs == 0 || self.jobs.max_attempts == 0 || self.jobs.max_queued == 0 {
             return Err(Error::Config(
-                "jobs.lease_secs and jobs.max_attempts must be at least 1".into(),
+                "jobs.lease_secs, jobs.max_attempts and jobs.max_queued must be at least 1".into(),
             ));
         }
         if self.review.triage_secs == 0 {

@@ -168,7 +168,8 @@ async fn queue_existing(state: &AppState, user: &User, call: &Call) -> Result<Ca
 #[utoipa::path(post, path = "/calls", tag = "calls", security(("token" = [])),
     request_body(content = UploadForm, content_type = "multipart/form-data"),
     responses((status = 202, body = Accepted), (status = 200, body = Accepted, description = "already uploaded"),
-        (status = 400, body = ErrorBody), (status = 413, body = ErrorBody)))]
+        (status = 400, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 429, body = ErrorBody, description = "the job queue is full: try again after Retry-After")))]
 pub async fn upload(
     State(state): State<AppState>,
     Extension(Caller(user)): Extension<Caller>,
@@ -179,6 +180,8 @@ pub async fn upload(
             "send the recording as multipart/form-data with a `file` field ({e})"
         ))
     })?;
+    // Before reading the body: a full queue refuses the upload rather than storing it.
+    state.jobs.check_room().await?;
     let mut form = Form::default();
     let mut blob = None;
     while let Some(field) = multipart

@@ -113,6 +113,7 @@ pub struct JobQueue {
     db: Db,
     lease: Duration,
     max_attempts: u32,
+    max_queued: u64,
 }
 
 /// How a run ended.
@@ -133,7 +134,41 @@ impl JobQueue {
             db,
             lease: Duration::from_secs(config.lease_secs),
             max_attempts: config.max_attempts,
+            max_queued: config.max_queued,
         }
+    }
+
+    /// Refuses new work while `jobs.max_queued` jobs already wait for a worker: the client is
+    /// told when to come back (`Error::RateLimited`, HTTP 429 with `Retry-After`) instead of
+    /// having work accepted that cannot be done soon. The wait is the time per finished job
+    /// over the last ten minutes (a minute when nothing finished), between 5 and 600 seconds.
+    pub async fn check_room(&self) -> Result<()> {
+        let waiting: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE state = 'queued'")
+            .fetch_one(self.db.pool())
+            .await?;
+        if (waiting as u64) < self.max_queued {
+            return Ok(());
+        }
+        const WINDOW_SECS: i64 = 600;
+        let finished: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM jobs WHERE state IN ('done', 'failed') AND finished_at >= $1",
+        )
+        .bind(now_ms() - WINDOW_SECS * 1000)
+        .fetch_one(self.db.pool())
+        .await?;
+        let retry_after_secs = if finished > 0 {
+            (WINDOW_SECS / finished).clamp(5, 600) as u64
+        } else {
+            60
+        };
+        Err(Error::RateLimited {
+            message: format!(
+                "{waiting} jobs are already waiting for a worker (jobs.max_queued = {}): try \
+                 again in about {retry_after_secs} s",
+                self.max_queued
+            ),
+            retry_after_secs,
+        })
     }
 
     /// Accepts a job. Once this returns, the job is durable and will run.

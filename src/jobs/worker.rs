@@ -176,6 +176,52 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_queue_refuses_work_with_the_recent_pace_as_retry_after() {
+        let (_dir, db) = crate::store::temp_db().await;
+        let config = JobsConfig {
+            max_queued: 2,
+            ..JobsConfig::default()
+        };
+        let queue = JobQueue::new(db, &config);
+        let mut ids = Vec::new();
+        for _ in 0..2 {
+            queue.check_room().await.unwrap();
+            ids.push(queue.enqueue("sum", &serde_json::json!({}), None).await.unwrap().id);
+        }
+        // Nothing finished lately: a minute.
+        match queue.check_room().await {
+            Err(Error::RateLimited {
+                retry_after_secs, ..
+            }) => assert_eq!(retry_after_secs, 60),
+            other => panic!("a full queue must refuse: {other:?}"),
+        }
+        // Once the waiting jobs are done there is room again; four done in the last ten
+        // minutes make the wait 150 s when the queue is full again.
+        for _ in 0..2 {
+            ids.push(queue.enqueue("sum", &serde_json::json!({}), None).await.unwrap().id);
+        }
+        let mut registry = Registry::default();
+        registry.register("sum", |_: &JobContext| Ok(serde_json::json!({})));
+        let (tx, rx) = watch::channel(false);
+        let pool = spawn_workers(queue.clone(), registry, 1, Duration::from_millis(10), rx);
+        for id in &ids {
+            wait_for(&queue, id, "done").await;
+        }
+        tx.send(true).unwrap();
+        pool.join().await;
+        queue.check_room().await.unwrap();
+        for _ in 0..2 {
+            queue.enqueue("sum", &serde_json::json!({}), None).await.unwrap();
+        }
+        match queue.check_room().await {
+            Err(Error::RateLimited {
+                retry_after_secs, ..
+            }) => assert_eq!(retry_after_secs, 150),
+            other => panic!("a full queue must refuse: {other:?}"),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn jobs_run_to_done_with_their_result_and_progress() {
         let (_dir, queue) = queue(5, 3).await;
         let mut registry = Registry::default();

@@ -224,6 +224,25 @@ impl Llm {
             .unwrap_or(false);
         let gemma_ctx = md_u32("gemma3.context_length").unwrap_or(8192) as usize;
         let tokenizer = Tokenizer::load(&ct, opts.tokenizer_json.as_deref())?;
+        // A tokenizer.json of another model family gives ids the weights have no rows for:
+        // every answer would fail, so refuse at load with the fix.
+        let model_vocab = ct
+            .metadata
+            .get("tokenizer.ggml.tokens")
+            .and_then(|v| v.to_vec().ok())
+            .map(Vec::len);
+        if let (Some(rows), Some(json)) = (model_vocab, &opts.tokenizer_json)
+            && tokenizer.vocab_size() > rows
+        {
+            return Err(Error::Config(format!(
+                "llm.tokenizer {} has {} tokens but the model {} knows only {rows}: they belong \
+                 to different model families; set llm.tokenizer to this model's tokenizer, or \
+                 to \"\" to use the one inside the model file",
+                json.display(),
+                tokenizer.vocab_size(),
+                path.display()
+            )));
+        }
         let template = Template::detect(
             &arch,
             chat_template.as_deref(),
