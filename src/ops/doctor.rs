@@ -150,8 +150,8 @@ struct Doctor<'a> {
 }
 
 impl Doctor<'_> {
-    /// The database's integrity and migrations; false when the schema is not this binary's
-    /// (the other checks would misread it).
+    /// The database's integrity, lock and migrations; false when the other checks cannot run
+    /// (the database is locked, or its schema is not this binary's and would be misread).
     async fn database(&self, report: &mut Report) -> Result<bool> {
         let mut conn = self.db.pool().acquire().await?;
         if self.db.backend() == Backend::Sqlite {
@@ -166,7 +166,36 @@ impl Doctor<'_> {
                 );
                 return Ok(false);
             }
-            report.ok("database", "SQLite integrity check passed".into());
+            // Another process holding the write lock makes every write wait out the busy
+            // timeout and fail (503): probe for it without waiting that long.
+            sqlx::query("PRAGMA busy_timeout = 1000")
+                .execute(&mut *conn)
+                .await?;
+            let probe = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await;
+            if probe.is_ok() {
+                sqlx::query("ROLLBACK").execute(&mut *conn).await?;
+            }
+            sqlx::query("PRAGMA busy_timeout = 10000")
+                .execute(&mut *conn)
+                .await?;
+            if let Err(e) = probe {
+                if !crate::store::is_busy(&e) {
+                    return Err(e.into());
+                }
+                report.problem(
+                    "database",
+                    "another process holds a write lock on the SQLite database: every write \
+                     waits 10 s and is then refused with 503 (nothing is written)"
+                        .into(),
+                    "find the process with `fuser` on the database file and end its transaction \
+                     (or stop it); dealdesk needs no repair, run `dealdesk doctor` again",
+                );
+                return Ok(false);
+            }
+            report.ok(
+                "database",
+                "SQLite integrity check passed, not locked".into(),
+            );
         } else {
             report.ok("database", "PostgreSQL answers".into());
         }
