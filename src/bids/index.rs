@@ -130,7 +130,10 @@ pub fn open_derived(dir: &Path, schema: Schema, name: &str) -> Result<Index> {
         .map_err(|e| Error::io(format!("cannot create the {name} directory"), dir, e))?;
     if let Some(damage) = damage(dir) {
         tracing::warn!(dir = %dir.display(), %damage, "{name} is damaged; rebuilding it from the database");
-        clear_derived(dir, name)?;
+        // Held by another process (which may be committing right now): use it as it is.
+        if let Err(e) = clear_derived(dir, name) {
+            tracing::warn!("{e}");
+        }
     }
     let open = || -> tantivy::Result<Index> {
         Index::open_or_create(MmapDirectory::open(dir)?, schema.clone())
