@@ -275,20 +275,20 @@ fn kill_during_a_model_answer_resumes_the_job_and_shows_no_partial_analysis() {
         "{text}"
     );
     let server = start();
-    let done = poll(Duration::from_secs(900), || {
-        let c: Value = server
-            .get(&format!("/calls/{call_id}"), &token)
+    let j = poll(Duration::from_secs(900), || {
+        let j: Value = server
+            .get(&format!("/jobs/{job_id}"), &token)
             .json()
             .unwrap();
-        assert_ne!(c["status"], "failed", "{c}");
-        (c["status"] == "done").then_some(c)
+        assert_ne!(j["state"], "failed", "{j}");
+        (j["state"] == "done").then_some(j)
     });
-    let j: Value = server
-        .get(&format!("/jobs/{job_id}"), &token)
+    assert_eq!(j["attempts"], 2, "resumed once after the kill: {j}");
+    let done: Value = server
+        .get(&format!("/calls/{call_id}"), &token)
         .json()
         .unwrap();
-    assert_eq!(j["state"], "done");
-    assert_eq!(j["attempts"], 2, "resumed once after the kill: {j}");
+    assert_eq!(done["status"], "done", "{done}");
     assert!(count(dir.path(), &insights) > 0, "{done}");
     drop(server);
     assert_consistent(dealdesk(dir.path()), dir.path(), &blobs_of(dir.path()));
