@@ -99,7 +99,10 @@ pub async fn run(config: &Config, repair: bool) -> Result<Report> {
             return Ok(report);
         }
     };
-    let exclusive = db.backend() == Backend::Sqlite
+    // No process uses this data directory, and no other machine writes into its blob store
+    // (SQLite is one box; on PostgreSQL a configured `blobs_dir` may be a shared mount).
+    let exclusive = (db.backend() == Backend::Sqlite
+        || config.data.blobs_dir.as_os_str().is_empty())
         && !super::index_in_use(&config.data.dir.join("index").join("bids"));
     let d = Doctor {
         config,
@@ -144,8 +147,8 @@ struct Doctor<'a> {
     config: &'a Config,
     db: Db,
     repair: bool,
-    /// No dealdesk process works on this data directory (SQLite, index writer free), so
-    /// unfinished and unreferenced files can be removed.
+    /// No dealdesk process works on this data directory or writes into its blob store, so
+    /// unfinished and unreferenced upload files can be removed.
     exclusive: bool,
 }
 
