@@ -4,6 +4,7 @@
 mod call_analytics;
 mod calls;
 mod diarize;
+mod ops;
 mod quotes;
 mod review;
 
@@ -82,6 +83,12 @@ pub enum Command {
     /// Stored calls: analytics (talk ratio, monologues, questions, trackers), search, speaker relabelling.
     #[command(subcommand)]
     Calls(call_analytics::CallsCommand),
+    /// Back up the database, the uploads and the configuration into DIR (the server may run).
+    Backup(ops::BackupArgs),
+    /// Restore a backup into an empty database and data directory (--force: replace).
+    Restore(ops::RestoreArgs),
+    /// Check the data after a crash or disk problem and repair what can be repaired.
+    Doctor(ops::DoctorArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -406,6 +413,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Extract(args) => calls::extract(&config, args),
         Command::Eval(EvalCommand::Calls(args)) => calls::eval(&config, args),
         Command::Calls(cmd) => runtime.block_on(call_analytics::calls_cmd(&config, cmd)),
+        Command::Backup(args) => runtime.block_on(ops::backup(&config, args)),
+        Command::Restore(args) => runtime.block_on(ops::restore(&config, args)),
+        Command::Doctor(args) => runtime.block_on(ops::doctor(&config, args)),
     }
 }
 

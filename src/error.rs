@@ -54,7 +54,7 @@ pub enum Error {
     },
     /// The database failed.
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     /// A migration failed.
     #[error("database migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
@@ -90,10 +90,43 @@ impl Error {
         path: impl Into<PathBuf>,
         source: std::io::Error,
     ) -> Self {
+        let context = context.into();
+        let path = path.into();
+        // ENOSPC / EDQUOT: the operator must free space; the request itself was fine.
+        if source.kind() == std::io::ErrorKind::StorageFull
+            || source.kind() == std::io::ErrorKind::QuotaExceeded
+        {
+            tracing::error!(path = %path.display(), "{context}: {source}");
+            return Error::Unavailable(format!(
+                "{context}: the server's disk is full, nothing was stored; free space on its \
+                 data volume and retry"
+            ));
+        }
         Error::Io {
-            context: context.into(),
-            path: path.into(),
+            context,
+            path,
             source,
+        }
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    /// A statement that waited out the busy timeout on a lock held elsewhere wrote nothing and
+    /// can be retried: [`Error::Unavailable`] (HTTP 503), not a database failure.
+    fn from(e: sqlx::Error) -> Self {
+        if crate::store::is_disk_full(&e) {
+            Error::Unavailable(format!(
+                "the database's disk is full, nothing was stored ({e}); free space on its volume \
+                 and retry"
+            ))
+        } else if crate::store::is_busy(&e) {
+            Error::Unavailable(format!(
+                "the database is busy: another process holds a lock on it ({e}); nothing was \
+                 changed, retry in a few seconds (if it persists, find the process holding the \
+                 lock, e.g. with `fuser` on the database file, or run `dealdesk doctor`)"
+            ))
+        } else {
+            Error::Database(e)
         }
     }
 }

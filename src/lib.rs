@@ -36,6 +36,7 @@ pub mod http;
 pub mod jobs;
 pub mod llm;
 pub mod models;
+pub mod ops;
 pub mod quotes;
 pub mod review;
 pub mod store;

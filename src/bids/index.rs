@@ -128,6 +128,13 @@ pub fn index_err<'a>(name: &'a str, what: &'a str) -> impl Fn(tantivy::TantivyEr
 pub fn open_derived(dir: &Path, schema: Schema, name: &str) -> Result<Index> {
     std::fs::create_dir_all(dir)
         .map_err(|e| Error::io(format!("cannot create the {name} directory"), dir, e))?;
+    if let Some(damage) = damage(dir) {
+        tracing::warn!(dir = %dir.display(), %damage, "{name} is damaged; rebuilding it from the database");
+        // Held by another process (which may be committing right now): use it as it is.
+        if let Err(e) = clear_derived(dir, name) {
+            tracing::warn!("{e}");
+        }
+    }
     let open = || -> tantivy::Result<Index> {
         Index::open_or_create(MmapDirectory::open(dir)?, schema.clone())
     };
@@ -144,6 +151,71 @@ pub fn open_derived(dir: &Path, schema: Schema, name: &str) -> Result<Index> {
     };
     analyzers::register(index.tokenizers());
     Ok(index)
+}
+
+/// Why the derived index in `dir` cannot be used as it is, if it cannot: its metadata does not
+/// load, or a file of a live segment is missing or fails its checksum (a truncated or
+/// overwritten file). `None` for a sound index and for a directory without one yet.
+pub fn damage(dir: &Path) -> Option<String> {
+    if !dir.join("meta.json").exists() {
+        return None;
+    }
+    let index = match MmapDirectory::open(dir)
+        .map_err(tantivy::TantivyError::from)
+        .and_then(Index::open)
+    {
+        Ok(index) => index,
+        Err(e) => return Some(format!("it does not open: {e}")),
+    };
+    use tantivy::index::SegmentComponent;
+    let metas = match index.searchable_segment_metas() {
+        Ok(metas) => metas,
+        Err(e) => return Some(format!("its segment list does not load: {e}")),
+    };
+    let missing: Vec<String> = metas
+        .iter()
+        .flat_map(|m| {
+            SegmentComponent::iterator()
+                .filter(|c| match c {
+                    SegmentComponent::TempStore => false,
+                    SegmentComponent::Delete => m.has_deletes(),
+                    _ => true,
+                })
+                .map(|c| m.relative_path(*c))
+        })
+        .filter(|f| !dir.join(f).exists())
+        .map(|f| f.display().to_string())
+        .collect();
+    if !missing.is_empty() {
+        return Some(format!("missing files: {}", missing.join(", ")));
+    }
+    match index.validate_checksum() {
+        Ok(bad) if bad.is_empty() => None,
+        Ok(bad) => {
+            let mut bad: Vec<String> = bad.iter().map(|f| f.display().to_string()).collect();
+            bad.sort();
+            Some(format!("files failing their checksum: {}", bad.join(", ")))
+        }
+        Err(e) => Some(format!("its files cannot be read: {e}")),
+    }
+}
+
+/// Empties the derived index in `dir` so it is rebuilt from the database; refused (as
+/// [`Error::Unavailable`]) while another process holds its writer.
+pub fn clear_derived(dir: &Path, name: &str) -> Result<()> {
+    let directory = MmapDirectory::open(dir).map_err(|e| index_err(name, "open")(e.into()))?;
+    let lock = tantivy::Directory::acquire_lock(&directory, &tantivy::directory::INDEX_WRITER_LOCK)
+        .map_err(|_| {
+            Error::Unavailable(format!(
+                "the {name} in {} is damaged and in use by another dealdesk process; stop \
+                 that process and start it again (it rebuilds the index from the database)",
+                dir.display()
+            ))
+        })?;
+    drop(directory);
+    let cleared = std::fs::remove_dir_all(dir).and_then(|_| std::fs::create_dir_all(dir));
+    drop(lock);
+    cleared.map_err(|e| Error::io(format!("cannot clear the damaged {name}"), dir, e))
 }
 
 /// The one writer of a derived index; another process holding it is a [`Error::Conflict`].

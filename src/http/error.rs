@@ -49,6 +49,8 @@ impl IntoResponse for Error {
             Error::RateLimited {
                 retry_after_secs, ..
             } => Some(*retry_after_secs),
+            // Not ready or busy: a client may try again shortly.
+            _ if status == StatusCode::SERVICE_UNAVAILABLE => Some(5),
             _ => None,
         };
         let body = ErrorBody {

@@ -45,6 +45,13 @@ impl Db {
 
     /// Connects to `url` and migrates.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Db> {
+        let db = Self::connect_unmigrated(url, max_connections).await?;
+        MIGRATOR.run(&db.pool).await?;
+        Ok(db)
+    }
+
+    /// Connects to `url` without applying migrations (`dealdesk doctor` inspects them first).
+    pub async fn connect_unmigrated(url: &str, max_connections: u32) -> Result<Db> {
         sqlx::any::install_default_drivers();
         let (backend, url) = if let Some(path) = url.strip_prefix("sqlite://") {
             let path = path.split('?').next().unwrap_or(path);
@@ -86,10 +93,14 @@ impl Db {
                         "cannot reach the database ({e}); check database.url / DEALDESK_DATABASE_URL"
                     ))
                 }
-                other => Error::Database(other),
+                other => other.into(),
             })?;
-        MIGRATOR.run(&pool).await?;
         Ok(Db { pool, backend })
+    }
+
+    /// Applies the migrations this binary has and the database lacks.
+    pub async fn migrate(&self) -> Result<()> {
+        Ok(MIGRATOR.run(&self.pool).await?)
     }
 
     /// The connection pool, for queries.
@@ -107,6 +118,42 @@ impl Db {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
+}
+
+/// The migrations built into this binary.
+pub fn migrations() -> &'static sqlx::migrate::Migrator {
+    &MIGRATOR
+}
+
+/// Whether `e` means another connection or process holds a lock the statement needed, past
+/// the busy timeout (SQLite `SQLITE_BUSY`/`SQLITE_LOCKED`, PostgreSQL lock timeouts): the work
+/// can be retried later, nothing was written.
+pub fn is_busy(e: &sqlx::Error) -> bool {
+    let Some(db) = e.as_database_error() else {
+        return false;
+    };
+    let code = db.code().unwrap_or_default();
+    // SQLite: the primary result code is the low byte of the extended one (5 busy, 6 locked);
+    // PostgreSQL: 55P03 lock_not_available, 40P01 deadlock_detected.
+    sqlite_code(&code).is_some_and(|c| matches!(c, 5 | 6))
+        || matches!(code.as_ref(), "55P03" | "40P01")
+}
+
+/// Whether `e` means the database's disk is full (SQLite `SQLITE_FULL`, PostgreSQL 53100).
+pub fn is_disk_full(e: &sqlx::Error) -> bool {
+    e.as_database_error().is_some_and(|db| {
+        let code = db.code().unwrap_or_default();
+        sqlite_code(&code) == Some(13) || code == "53100"
+    })
+}
+
+/// The primary SQLite result code of an error code string. SQLite's (extended) codes have at
+/// most four digits; PostgreSQL's SQLSTATEs always have five characters.
+fn sqlite_code(code: &str) -> Option<i64> {
+    if code.len() == 5 {
+        return None; // a PostgreSQL SQLSTATE such as 23505
+    }
+    code.parse::<i64>().ok().map(|c| c & 0xff)
 }
 
 /// `url` with PostgreSQL's prepared-statement cache switched off. sqlx 0.8's `Any` driver
