@@ -71,8 +71,10 @@ fn main() {
             name: "quote recommend",
             method: reqwest::Method::POST,
             path: "/quotes/recommend",
-            body: Some(json!({"region": "West", "segment": "smb", "list_price": 5000.0,
-                              "features": {"product": "Argo"}})),
+            body: Some(
+                json!({"region": "West", "segment": "smb", "list_price": 5000.0,
+                              "features": {"product": "Argo"}}),
+            ),
             token: token("demo-rep"),
         },
         Endpoint {

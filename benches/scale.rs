@@ -199,7 +199,13 @@ fn wait_done(rt: &Runtime, db: &Db, n: usize) -> Vec<f64> {
         let rows: Vec<(String, i64, i64)> = rows
             .unwrap()
             .iter()
-            .map(|r| (r.get(0), r.get(1), r.get::<Option<i64>, _>(2).unwrap_or_default()))
+            .map(|r| {
+                (
+                    r.get(0),
+                    r.get(1),
+                    r.get::<Option<i64>, _>(2).unwrap_or_default(),
+                )
+            })
             .collect();
         assert!(
             rows.iter().all(|r| r.0 != "failed"),
@@ -207,19 +213,19 @@ fn wait_done(rt: &Runtime, db: &Db, n: usize) -> Vec<f64> {
         );
         (rows.len() == n && rows.iter().all(|r| r.0 == "done")).then_some(rows)
     });
-    let mut latencies: Vec<f64> = rows
-        .iter()
-        .map(|r| (r.2 - r.1) as f64 / 1000.0)
-        .collect();
+    let mut latencies: Vec<f64> = rows.iter().map(|r| (r.2 - r.1) as f64 / 1000.0).collect();
     latencies.sort_by(f64::total_cmp);
     latencies
 }
+
+/// Each statement's text and how often it ran.
+type StatementCounts = Vec<(i64, String)>;
 
 /// The database's counters at one moment.
 struct DbLoad {
     /// PostgreSQL: statements executed (pg_stat_statements), transactions committed, rows
     /// read and written, WAL bytes; the top statements by count.
-    postgres: Option<(Vec<i64>, Vec<(i64, String)>)>,
+    postgres: Option<(Vec<i64>, StatementCounts)>,
     /// The database's size in bytes (SQLite file or pg_database_size).
     size_bytes: i64,
 }
@@ -311,7 +317,7 @@ impl DbLoad {
                 (n - was, q.as_str())
             })
             .collect();
-        top.sort_by(|a, b| b.0.cmp(&a.0));
+        top.sort_by_key(|(n, _)| std::cmp::Reverse(*n));
         for (n, q) in top.iter().take(6) {
             let q: String = q.split_whitespace().collect::<Vec<_>>().join(" ");
             println!(

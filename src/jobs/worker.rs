@@ -186,7 +186,13 @@ mod tests {
         let mut ids = Vec::new();
         for _ in 0..2 {
             queue.check_room().await.unwrap();
-            ids.push(queue.enqueue("sum", &serde_json::json!({}), None).await.unwrap().id);
+            ids.push(
+                queue
+                    .enqueue("sum", &serde_json::json!({}), None)
+                    .await
+                    .unwrap()
+                    .id,
+            );
         }
         // Nothing finished lately: a minute.
         match queue.check_room().await {
@@ -198,7 +204,13 @@ mod tests {
         // Once the waiting jobs are done there is room again; four done in the last ten
         // minutes make the wait 150 s when the queue is full again.
         for _ in 0..2 {
-            ids.push(queue.enqueue("sum", &serde_json::json!({}), None).await.unwrap().id);
+            ids.push(
+                queue
+                    .enqueue("sum", &serde_json::json!({}), None)
+                    .await
+                    .unwrap()
+                    .id,
+            );
         }
         let mut registry = Registry::default();
         registry.register("sum", |_: &JobContext| Ok(serde_json::json!({})));
@@ -211,7 +223,10 @@ mod tests {
         pool.join().await;
         queue.check_room().await.unwrap();
         for _ in 0..2 {
-            queue.enqueue("sum", &serde_json::json!({}), None).await.unwrap();
+            queue
+                .enqueue("sum", &serde_json::json!({}), None)
+                .await
+                .unwrap();
         }
         match queue.check_room().await {
             Err(Error::RateLimited {

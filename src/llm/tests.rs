@@ -352,9 +352,10 @@ fn service_serves_concurrent_requests() {
 #[test]
 fn a_tokenizer_of_another_model_family_is_refused_at_load() {
     let qwen_tokenizer = smollm2_path().with_file_name("qwen-tokenizer.json");
-    let err = Llm::load(&LoadOptions::new(smollm2_path()).with_tokenizer(&qwen_tokenizer))
-        .err()
-        .expect("SmolLM2 with Qwen's tokenizer must not load");
+    let Err(err) = Llm::load(&LoadOptions::new(smollm2_path()).with_tokenizer(&qwen_tokenizer))
+    else {
+        panic!("SmolLM2 with Qwen's tokenizer must not load");
+    };
     let message = err.to_string();
     assert!(
         message.contains("llm.tokenizer") && message.contains("49152"),
