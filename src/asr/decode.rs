@@ -214,6 +214,12 @@ impl AudioReader {
     }
 
     fn new(inner: Box<dyn MediaSource>, hint: Option<&str>, mode: Channels) -> Result<Self> {
+        catch_decoder_panic("reading the audio container", || {
+            Self::probe(inner, hint, mode)
+        })
+    }
+
+    fn probe(inner: Box<dyn MediaSource>, hint: Option<&str>, mode: Channels) -> Result<Self> {
         let byte_len = inner.byte_len();
         if byte_len == Some(0) {
             return Err(Error::InvalidInput("the audio file is empty".into()));
@@ -354,8 +360,13 @@ impl AudioReader {
     /// Returns the next block of up to `max_frames` 16 kHz frames per channel (exactly
     /// `max_frames` except for the last block), or `None` at the end.
     pub fn read(&mut self, max_frames: usize) -> Result<Option<Vec<Vec<f32>>>> {
-        self.read_inner(max_frames)
-            .map_err(|e| with_context(e, self.label.as_deref()))
+        let read = catch_decoder_panic("decoding the audio", || self.read_inner(max_frames));
+        if read.is_err() {
+            // The decoder's state is unknown after a panic: nothing more comes out.
+            self.finished = true;
+            self.ready.iter_mut().for_each(Vec::clear);
+        }
+        read.map_err(|e| with_context(e, self.label.as_deref()))
     }
 
     fn read_inner(&mut self, max_frames: usize) -> Result<Option<Vec<Vec<f32>>>> {
@@ -555,6 +566,23 @@ impl AudioReader {
         }
         Ok(())
     }
+}
+
+/// Runs a decoding step, turning a panic inside the demuxers and decoders into an
+/// `InvalidInput`: a malformed file can trip an arithmetic overflow or a bounds check in
+/// symphonia (found by fuzzing, `fuzz/`), and one bad upload must not take a worker down.
+fn catch_decoder_panic<T>(what: &str, step: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(step)).unwrap_or_else(|panic| {
+        let reason = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(Error::InvalidInput(format!(
+            "{what} failed: the decoder could not make sense of the file ({reason}); the file \
+             is corrupt or not a supported audio file ({SUPPORTED_FORMATS})"
+        )))
+    })
 }
 
 fn invalid(what: &str, e: SymError) -> Error {
@@ -813,6 +841,35 @@ mod tests {
             Channels::Mix,
         ));
         assert!(msg.contains("not a recognised audio file"), "{msg}");
+    }
+
+    /// Inputs that crashed the `audio_decode` fuzz target (`fuzz/`), without its selector
+    /// byte: each is a clear error, never a panic.
+    #[test]
+    fn fuzz_regressions_are_clear_errors() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/asr/fuzz_regressions");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        assert!(!files.is_empty());
+        for file in files {
+            for mode in [Channels::Mix, Channels::Split] {
+                let bytes = std::fs::read(&file).unwrap();
+                let msg = err_text(decode_bytes(bytes, None, mode));
+                assert!(
+                    msg.contains("corrupt") || msg.contains("not a recognised"),
+                    "{}: {msg}",
+                    file.display()
+                );
+                // The streaming reader, as the transcriber uses it.
+                let opened = AudioReader::open(&file, mode);
+                if let Ok(mut r) = opened {
+                    while r.read(16_000).transpose().is_some_and(|b| b.is_ok()) {}
+                }
+            }
+        }
     }
 
     #[test]
