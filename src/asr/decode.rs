@@ -219,10 +219,21 @@ impl AudioReader {
         })
     }
 
-    fn probe(inner: Box<dyn MediaSource>, hint: Option<&str>, mode: Channels) -> Result<Self> {
+    fn probe(mut inner: Box<dyn MediaSource>, hint: Option<&str>, mode: Channels) -> Result<Self> {
         let byte_len = inner.byte_len();
         if byte_len == Some(0) {
             return Err(Error::InvalidInput("the audio file is empty".into()));
+        }
+        if let Some(len) = byte_len {
+            let tables = super::mp4::check_sample_tables(&mut inner, len);
+            inner
+                .seek(SeekFrom::Start(0))
+                .map_err(|e| Error::InvalidInput(format!("cannot read the audio file: {e}")))?;
+            if let Err(e) = tables {
+                return Err(Error::InvalidInput(format!(
+                    "the MP4/M4A file is corrupt ({e}); re-export or re-upload it"
+                )));
+            }
         }
         let bytes_read = Arc::new(AtomicU64::new(0));
         let source = Counting {
