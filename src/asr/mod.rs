@@ -35,6 +35,7 @@
 
 pub mod decode;
 pub mod filter;
+mod mp4;
 mod resample;
 #[cfg(test)]
 pub(crate) mod testutil;

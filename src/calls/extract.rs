@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::candidates::{self, Sentence, not_a_commitment};
@@ -291,11 +291,7 @@ pub fn extract(
 
     let op = Prompt::objection();
     let mut objections = Vec::new();
-    let choices: Vec<&str> = Category::ALL
-        .iter()
-        .map(|c| c.as_str())
-        .chain(["none"])
-        .collect();
+    let choices = objection_choices();
     for s in &cands.objections {
         let seg = &t.segments[s.segment];
         let Some((raiser, side)) = t.speaker_of(seg) else {
@@ -343,7 +339,8 @@ pub fn extract(
     })
 }
 
-const COMMITMENT_LABELS: &[&str] = &[
+/// The answers to the commitment question (only `promise` keeps the candidate).
+pub const COMMITMENT_LABELS: &[&str] = &[
     "promise",
     "hypothetical",
     "suggestion",
@@ -355,6 +352,36 @@ const COMMITMENT_LABELS: &[&str] = &[
     "other",
 ];
 
+/// The answers to the objection question: the taxonomy, or `none`.
+pub fn objection_choices() -> Vec<&'static str> {
+    Category::ALL
+        .iter()
+        .map(|c| c.as_str())
+        .chain(["none"])
+        .collect()
+}
+
+/// The JSON Schema of one question: `{"<key>": <one of choices>}`.
+pub fn enum_schema(key: &str, choices: &[&str]) -> Value {
+    json!({
+        "type": "object",
+        "properties": {key: {"type": "string", "enum": choices}},
+        "required": [key],
+        "additionalProperties": false
+    })
+}
+
+/// The answer in a model's validated output `value` (its JSON `text`, for the message):
+/// checked again against the choices, never passed on otherwise.
+pub fn enum_answer(value: &Value, text: &str, key: &str, choices: &[&str]) -> Result<String> {
+    value
+        .get(key)
+        .and_then(|v| v.as_str())
+        .filter(|v| choices.contains(v))
+        .map(str::to_string)
+        .ok_or_else(|| Error::Internal(format!("model answer {text} is not one of the choices")))
+}
+
 /// One schema-constrained question: `{"<key>": <one of choices>}`.
 fn ask_enum(
     llm: &LlmHandle,
@@ -364,12 +391,6 @@ fn ask_enum(
     sentence: &str,
     timeout: Duration,
 ) -> Result<String> {
-    let schema = json!({
-        "type": "object",
-        "properties": {key: {"type": "string", "enum": choices}},
-        "required": [key],
-        "additionalProperties": false
-    });
     // The sentence is data: bounded in length and labelled as the thing to classify.
     let sentence: String = sentence.chars().take(400).collect();
     let messages = vec![
@@ -381,19 +402,9 @@ fn ask_enum(
         ..GenerateParams::default()
     }
     .with_timeout(timeout);
-    let out = llm.generate_json_blocking(messages, schema, params)?;
+    let out = llm.generate_json_blocking(messages, enum_schema(key, choices), params)?;
     // Validated against the schema by the service; checked again here, never passed on.
-    out.value
-        .get(key)
-        .and_then(|v| v.as_str())
-        .filter(|v| choices.contains(v))
-        .map(str::to_string)
-        .ok_or_else(|| {
-            Error::Internal(format!(
-                "model answer {} is not one of the choices",
-                out.text
-            ))
-        })
+    enum_answer(&out.value, &out.text, key, choices)
 }
 
 /// The action words of a promise: the quote after its subject and modal, without the

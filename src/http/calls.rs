@@ -53,8 +53,9 @@ pub struct TaskUpdate {
     pub status: String,
 }
 
+/// The fields of `POST /calls` besides the file.
 #[derive(Default)]
-struct Form {
+pub struct Form {
     title: Option<String>,
     call_date: Option<Date>,
     language: Option<String>,
@@ -88,6 +89,35 @@ impl Form {
         }
         Ok(())
     }
+}
+
+/// Storing one file field: what [`read_upload`]'s `store` returns.
+pub type StoreField<'a, B> = std::pin::Pin<Box<dyn Future<Output = Result<B>> + Send + 'a>>;
+
+/// Reads an upload's multipart body: the form fields, and the `file` field handed to `store`
+/// (the last one wins). A malformed body or a bad field is an `InvalidInput`.
+pub async fn read_upload<B>(
+    multipart: &mut Multipart,
+    mut store: impl for<'a> FnMut(Field<'a>) -> StoreField<'a, B>,
+) -> Result<(Form, Option<B>)> {
+    let mut form = Form::default();
+    let mut file = None;
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| Error::InvalidInput(format!("malformed multipart body: {e}")))?
+    {
+        let name = field.name().unwrap_or("").to_string();
+        if name == "file" {
+            if form.title.is_none() {
+                form.title = field.file_name().map(str::to_string);
+            }
+            file = Some(store(field).await?);
+        } else {
+            form.set(&name, field).await?;
+        }
+    }
+    Ok((form, file))
 }
 
 /// Streams one multipart field into the blob store.
@@ -182,23 +212,11 @@ pub async fn upload(
     })?;
     // Before reading the body: a full queue refuses the upload rather than storing it.
     state.jobs.check_room().await?;
-    let mut form = Form::default();
-    let mut blob = None;
-    while let Some(field) = multipart
-        .next_field()
-        .await
-        .map_err(|e| Error::InvalidInput(format!("malformed multipart body: {e}")))?
-    {
-        let name = field.name().unwrap_or("").to_string();
-        if name == "file" {
-            if form.title.is_none() {
-                form.title = field.file_name().map(str::to_string);
-            }
-            blob = Some(store_file(&state, field).await?);
-        } else {
-            form.set(&name, field).await?;
-        }
-    }
+    let (form, blob) = read_upload(&mut multipart, |field| {
+        let state = state.clone();
+        Box::pin(async move { store_file(&state, field).await })
+    })
+    .await?;
     let blob =
         blob.ok_or_else(|| Error::InvalidInput("no `file` field: attach the recording".into()))?;
     if blob.size_bytes == 0 {

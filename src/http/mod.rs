@@ -7,7 +7,7 @@ mod admin;
 mod analytics;
 mod auth;
 mod bids;
-mod calls;
+pub mod calls;
 mod error;
 mod headers;
 mod quotes;

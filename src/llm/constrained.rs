@@ -145,7 +145,7 @@ impl Constraint {
 }
 
 /// Parses and validates the constrained output; any failure is an error.
-pub(crate) fn parse_and_validate(text: &str, validator: &jsonschema::Validator) -> Result<Value> {
+pub fn parse_and_validate(text: &str, validator: &jsonschema::Validator) -> Result<Value> {
     let value: Value = serde_json::from_str(text.trim()).map_err(|e| {
         Error::Internal(format!(
             "constrained output is not valid JSON ({e}); refusing to pass it on"
@@ -166,7 +166,7 @@ pub(crate) fn parse_and_validate(text: &str, validator: &jsonschema::Validator) 
 }
 
 /// Compiles a schema for validation; a schema that does not compile is the caller's error.
-pub(crate) fn compile_validator(schema: &Value) -> Result<jsonschema::Validator> {
+pub fn compile_validator(schema: &Value) -> Result<jsonschema::Validator> {
     jsonschema::validator_for(schema)
         .map_err(|e| Error::InvalidInput(format!("invalid JSON schema: {e}")))
 }

@@ -29,6 +29,7 @@ mod service;
 mod tokenizer;
 
 pub use chat::{ChatMessage, ChatTemplate, Role};
+pub use constrained::{compile_validator, parse_and_validate};
 pub use engine::{
     CancelToken, FinishReason, GenerateParams, Generation, GenerationStats, JsonGeneration, Llm,
     LoadOptions, Sampling, cpu_features,

@@ -51,10 +51,14 @@ impl Mapping {
     pub fn load(path: &Path) -> Result<Mapping> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::io("cannot read the mapping file", path, e))?;
-        toml::from_str(&text).map_err(|e| {
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses a mapping file's text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Mapping> {
+        toml::from_str(text).map_err(|e| {
             Error::InvalidInput(format!(
-                "{}: {e}; the README's Quotes section shows every key",
-                path.display()
+                "{origin}: {e}; the README's Quotes section shows every key"
             ))
         })
     }
@@ -67,30 +71,33 @@ pub struct BadRow {
     pub reason: String,
 }
 
+/// Deals to insert, or the bad rows.
+pub type Parsed = std::result::Result<Vec<NewDeal>, Vec<BadRow>>;
+
 /// The parsed file: deals to insert, or the bad rows.
-pub fn parse(
-    csv_path: &Path,
-    mapping: &Mapping,
-) -> Result<std::result::Result<Vec<NewDeal>, Vec<BadRow>>> {
+pub fn parse(csv_path: &Path, mapping: &Mapping) -> Result<Parsed> {
+    let file = std::fs::File::open(csv_path)
+        .map_err(|e| Error::InvalidInput(format!("cannot read {}: {e}", csv_path.display())))?;
+    parse_reader(file, &csv_path.display().to_string(), mapping)
+}
+
+/// [`parse`] over CSV bytes from `input`; `origin` names them in errors.
+pub fn parse_reader(input: impl std::io::Read, origin: &str, mapping: &Mapping) -> Result<Parsed> {
     let [sep] = mapping.sep.as_bytes() else {
         return Err(Error::InvalidInput(format!(
             "mapping sep {:?}: give one character",
             mapping.sep
         )));
     };
-    let mut reader = csv::ReaderBuilder::new()
-        .delimiter(*sep)
-        .from_path(csv_path)
-        .map_err(|e| Error::InvalidInput(format!("cannot read {}: {e}", csv_path.display())))?;
+    let mut reader = csv::ReaderBuilder::new().delimiter(*sep).from_reader(input);
     let headers = reader
         .headers()
-        .map_err(|e| Error::InvalidInput(format!("{}: no header row: {e}", csv_path.display())))?
+        .map_err(|e| Error::InvalidInput(format!("{origin}: no header row: {e}")))?
         .clone();
     let column = |name: &str| {
         headers.iter().position(|h| h == name).ok_or_else(|| {
             Error::InvalidInput(format!(
-                "the mapping names column {name:?}, which {} does not have; its columns are {:?}",
-                csv_path.display(),
+                "the mapping names column {name:?}, which {origin} does not have; its columns are {:?}",
                 headers.iter().collect::<Vec<_>>()
             ))
         })

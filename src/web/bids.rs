@@ -45,7 +45,7 @@ pub struct TenderForm {
 }
 
 impl TenderForm {
-    fn tender(&self) -> Result<Tender> {
+    pub fn tender(&self) -> Result<Tender> {
         let requirements: Vec<String> = self
             .requirements
             .lines()
@@ -141,7 +141,7 @@ fn bad_upload(e: MultipartError) -> Error {
 
 /// The new-tender form's fields; a chosen file's text (see [`tender_file`]) becomes the
 /// requirements, its leading heading the title when none was typed.
-async fn read_tender_form(mut multipart: Multipart) -> Result<TenderForm> {
+pub async fn read_tender_form(mut multipart: Multipart) -> Result<TenderForm> {
     let mut form = TenderForm::default();
     let mut file = None;
     while let Some(field) = multipart.next_field().await.map_err(bad_upload)? {

@@ -10,7 +10,7 @@
 //! CSRF token of every form, and turns error answers into an HTML page in the user's language.
 
 mod assets;
-mod bids;
+pub mod bids;
 mod call;
 mod dashboard;
 mod i18n;
