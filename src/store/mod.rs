@@ -20,6 +20,42 @@ use crate::error::{Error, Result};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// The binary column type in a migration, written per backend by [`migrator`]: the one type
+/// name neither engine shares.
+const BYTES_TYPE: &str = "{bytes}";
+
+/// The embedded migrations up to `through` (a version; `i64::MAX` for all) for `backend`, with
+/// [`BYTES_TYPE`] written as `BLOB` on SQLite and `BYTEA` on PostgreSQL. A migration without
+/// it is passed on as compiled (same checksum).
+fn migrator(backend: Backend, through: i64) -> sqlx::migrate::Migrator {
+    let bytes = match backend {
+        Backend::Sqlite => "BLOB",
+        Backend::Postgres => "BYTEA",
+    };
+    let migrations = MIGRATOR
+        .iter()
+        .filter(|m| m.version <= through)
+        .map(|m| match m.sql.contains(BYTES_TYPE) {
+            false => m.clone(),
+            true => sqlx::migrate::Migration::new(
+                m.version,
+                m.description.clone(),
+                m.migration_type,
+                m.sql.replace(BYTES_TYPE, bytes).into(),
+                m.no_tx,
+            ),
+        })
+        .collect::<Vec<_>>();
+    // sqlx 0.8 builds a `Migrator` only from a directory or with `migrate!`; its fields are
+    // public for that macro (Cargo.lock pins the version).
+    sqlx::migrate::Migrator {
+        migrations: migrations.into(),
+        ignore_missing: MIGRATOR.ignore_missing,
+        locking: MIGRATOR.locking,
+        no_tx: MIGRATOR.no_tx,
+    }
+}
+
 /// A handle to the database: cheap to clone, shared by every request and worker.
 #[derive(Clone, Debug)]
 pub struct Db {
@@ -45,6 +81,16 @@ impl Db {
 
     /// Connects to `url` and migrates.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Db> {
+        Self::connect_through(url, max_connections, i64::MAX).await
+    }
+
+    /// Connects to `url` and applies the migrations up to version `through` only (a past
+    /// release's schema, for upgrade tests; `i64::MAX` for all).
+    pub(crate) async fn connect_through(
+        url: &str,
+        max_connections: u32,
+        through: i64,
+    ) -> Result<Db> {
         sqlx::any::install_default_drivers();
         let (backend, url) = if let Some(path) = url.strip_prefix("sqlite://") {
             let path = path.split('?').next().unwrap_or(path);
@@ -88,7 +134,7 @@ impl Db {
                 }
                 other => Error::Database(other),
             })?;
-        MIGRATOR.run(&pool).await?;
+        migrator(backend, through).run(&pool).await?;
         Ok(Db { pool, backend })
     }
 
