@@ -595,6 +595,7 @@ mod tests {
             assert!(!a.existed);
             let file = store.local_file(&a.sha256).await.unwrap();
             assert_eq!(std::fs::read(file.path()).unwrap(), b"hello", "{backend:?}");
+            drop(file);
             let b = store.put(&b"hello"[..], "text/plain", 100).await.unwrap();
             assert!(b.existed);
             assert_eq!(count(&store, "blobs").await, 1);
