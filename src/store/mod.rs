@@ -7,6 +7,8 @@
 
 pub mod blobs;
 pub mod changes;
+#[cfg(test)]
+mod upgrade_tests;
 
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
