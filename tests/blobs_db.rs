@@ -87,7 +87,10 @@ fn a_recording_kept_in_the_database_is_analysed_and_served() {
         .join(" ")
         .replace(|c: char| !c.is_alphanumeric(), " ");
     let words = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    assert!(words.contains("ask not what your country can do for you"), "{words}");
+    assert!(
+        words.contains("ask not what your country can do for you"),
+        "{words}"
+    );
 
     // Served back from a copy: the whole file, and a byte range.
     let whole = server.get(&format!("/calls/{id}/recording"), &rep);

@@ -95,7 +95,9 @@ impl TempFile {
     }
 
     fn path(&self) -> &Path {
-        self.0.as_deref().expect("a temporary file has a path until kept")
+        self.0
+            .as_deref()
+            .expect("a temporary file has a path until kept")
     }
 
     /// Leaves the file alone from now on (it was renamed into place).
@@ -377,7 +379,9 @@ impl Limit {
     fn error(self) -> Error {
         Error::TooLarge(match self {
             Limit::Upload(n) => {
-                format!("the upload is larger than the limit of {n} bytes (server.max_upload_bytes)")
+                format!(
+                    "the upload is larger than the limit of {n} bytes (server.max_upload_bytes)"
+                )
             }
             Limit::Database => format!(
                 "the upload is larger than the {DB_MAX_BYTES} bytes the database blob store \
@@ -611,7 +615,10 @@ mod tests {
             .collect();
         for backend in BACKENDS {
             let (_dir, store) = store(backend).await;
-            let blob = store.put(&content[..], "audio/wav", u64::MAX).await.unwrap();
+            let blob = store
+                .put(&content[..], "audio/wav", u64::MAX)
+                .await
+                .unwrap();
             assert_eq!(blob.size_bytes, content.len() as u64);
             assert_eq!(blob.sha256, hex::encode(Sha256::digest(&content)));
             let file = store.local_file(&blob.sha256).await.unwrap();
@@ -620,7 +627,10 @@ mod tests {
             drop(file);
             match backend {
                 BlobBackend::Dir => {
-                    assert!(path.exists(), "the directory store hands out the blob itself");
+                    assert!(
+                        path.exists(),
+                        "the directory store hands out the blob itself"
+                    );
                     assert_eq!(count(&store, "blob_chunks").await, 0);
                 }
                 BlobBackend::Db => {
@@ -648,7 +658,10 @@ mod tests {
         let (_dir, store) = store(BlobBackend::Db).await;
         let big = tokio::io::repeat(7).take(DB_MAX_BYTES + 1);
         let e = store.put(big, "x", u64::MAX).await.unwrap_err();
-        assert!(matches!(&e, Error::TooLarge(m) if m.contains("blobs = \"dir\"")), "{e}");
+        assert!(
+            matches!(&e, Error::TooLarge(m) if m.contains("blobs = \"dir\"")),
+            "{e}"
+        );
         assert_eq!(spooled(&store), 0);
         assert_eq!(count(&store, "blobs").await, 0);
     }
@@ -657,7 +670,11 @@ mod tests {
     async fn hostile_hashes_are_never_paths() {
         for backend in BACKENDS {
             let (_dir, store) = store(backend).await;
-            for name in ["../../etc/passwd", &"g".repeat(64), &format!("../{}", "a".repeat(61))] {
+            for name in [
+                "../../etc/passwd",
+                &"g".repeat(64),
+                &format!("../{}", "a".repeat(61)),
+            ] {
                 assert!(matches!(
                     store.local_file(name).await,
                     Err(Error::InvalidInput(_))

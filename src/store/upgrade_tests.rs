@@ -40,7 +40,10 @@ async fn table_counts(db: &Db) -> BTreeMap<String, i64> {
              WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'"
         }
     };
-    let tables: Vec<String> = sqlx::query_scalar(names).fetch_all(db.pool()).await.unwrap();
+    let tables: Vec<String> = sqlx::query_scalar(names)
+        .fetch_all(db.pool())
+        .await
+        .unwrap();
     let mut counts = BTreeMap::new();
     for table in tables.into_iter().filter(|t| t != "_sqlx_migrations") {
         let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
@@ -64,7 +67,11 @@ async fn schema_version(db: &Db) -> i64 {
 async fn analysed_upload(config: &Config, db: &Db, rep: &User, manager: &User) -> String {
     let blobs = BlobStore::directory(config.blobs_dir(), db.clone());
     let blob = blobs
-        .put(&b"RIFF recorded call"[..], "application/octet-stream", 1 << 20)
+        .put(
+            &b"RIFF recorded call"[..],
+            "application/octet-stream",
+            1 << 20,
+        )
         .await
         .unwrap();
     let participants = vec![
@@ -109,8 +116,16 @@ async fn analysed_upload(config: &Config, db: &Db, rep: &User, manager: &User) -
         title: String::new(),
         participants,
         segments: vec![
-            line(0, "Lee Park", "Honestly the price is too high for our budget."),
-            line(1, "Dana Reyes", "I'll send you the revised quote by Friday."),
+            line(
+                0,
+                "Lee Park",
+                "Honestly the price is too high for our budget.",
+            ),
+            line(
+                1,
+                "Dana Reyes",
+                "I'll send you the revised quote by Friday.",
+            ),
         ],
         speakers: BTreeMap::new(),
     };
@@ -308,7 +323,10 @@ async fn the_previous_release_schema_upgrades_with_its_data() {
         .unwrap();
     assert_eq!((report.checked, report.ok), (1, 1));
     let in_db = BlobStore::database(db.clone(), dir.path().join("spool"));
-    let blob = in_db.put(&b"after the upgrade"[..], "x", 100).await.unwrap();
+    let blob = in_db
+        .put(&b"after the upgrade"[..], "x", 100)
+        .await
+        .unwrap();
     let copy = in_db.local_file(&blob.sha256).await.unwrap();
     assert_eq!(std::fs::read(copy.path()).unwrap(), b"after the upgrade");
 }
