@@ -29,7 +29,7 @@ fn foundation(c: &mut Criterion) {
         b.iter(|| rt.block_on(queue.enqueue("bench", &payload, None)).unwrap())
     });
 
-    let store = BlobStore::new(dir.path().join("blobs"), db.clone());
+    let store = BlobStore::directory(dir.path().join("blobs"), db.clone());
     let mut group = c.benchmark_group("blobs");
     let size = 1024 * 1024;
     group.throughput(Throughput::Bytes(size as u64));

@@ -33,7 +33,7 @@ pub async fn build_state(config: Config) -> Result<AppState> {
     Ok(AppState {
         bids,
         jobs: JobQueue::new(db.clone(), &config.jobs),
-        blobs: BlobStore::new(config.blobs_dir(), db.clone()),
+        blobs: BlobStore::from_config(&config, db.clone()),
         engines: Engines::new(config.clone(), manifest.clone()),
         rules,
         db,

@@ -70,6 +70,20 @@ pub struct DataConfig {
     /// Where uploaded files live. Empty: `<dir>/blobs`. Processes on several machines that
     /// share one database point this at one shared mount (their indexes stay local).
     pub blobs_dir: PathBuf,
+    /// Where uploaded files' bytes are kept: `dir` (files under `blobs_dir`) or `db` (in the
+    /// database itself, for small deployments; see `store::blobs::DB_MAX_BYTES`).
+    pub blobs: BlobBackend,
+}
+
+/// `[data] blobs`: the backend of the blob store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BlobBackend {
+    /// Files under `[data] blobs_dir` (a shared mount when several machines serve).
+    #[default]
+    Dir,
+    /// Rows of the `blob_chunks` table in the database.
+    Db,
 }
 
 /// `[models]`: where model files are cached.
@@ -290,6 +304,7 @@ impl Default for DataConfig {
         DataConfig {
             dir: xdg_dir("XDG_DATA_HOME", ".local/share").join("dealdesk"),
             blobs_dir: PathBuf::new(),
+            blobs: BlobBackend::Dir,
         }
     }
 }

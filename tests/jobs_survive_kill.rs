@@ -22,7 +22,7 @@ fn a_job_killed_mid_run_finishes_after_restart() {
     rt.block_on(async {
         let data = dir.path().join("data");
         let db = common::open_db(dir.path()).await;
-        let store = BlobStore::new(data.join("blobs"), db);
+        let store = BlobStore::directory(data.join("blobs"), db);
         for i in 0..BLOBS {
             let content = tokio::io::AsyncReadExt::take(tokio::io::repeat(i as u8), BLOB_BYTES);
             store

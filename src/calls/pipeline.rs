@@ -170,7 +170,9 @@ impl Analyzer {
                         Channels::Mix
                     },
                 };
-                let t = transcribe(&self.engines, &self.blobs.path_of(sha)?, &info, &progress)?;
+                let recording = rt.block_on(self.blobs.local_file(sha))?;
+                let t = transcribe(&self.engines, recording.path(), &info, &progress)?;
+                drop(recording);
                 rt.block_on(records::save_transcript(
                     &self.db,
                     call_id,

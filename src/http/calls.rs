@@ -149,22 +149,19 @@ async fn store_file(state: &AppState, mut field: Field<'_>) -> Result<Blob> {
 /// Checks that the stored bytes are a recording dealdesk can decode; removes a new blob that
 /// is not, so nothing half-valid stays behind.
 async fn sniff(state: &AppState, blob: &Blob) -> Result<()> {
-    let path = state.blobs.path_of(&blob.sha256)?;
+    let file = state.blobs.local_file(&blob.sha256).await?;
     let probe = {
-        let path = path.clone();
+        let path = file.path().to_path_buf();
         tokio::task::spawn_blocking(move || {
             asr::AudioReader::open(&path, asr::Channels::Mix).map(|_| ())
         })
         .await
         .map_err(|e| Error::Internal(format!("format check panicked: {e}")))?
     };
+    drop(file);
     if let Err(e) = probe {
         if !blob.existed {
-            sqlx::query("DELETE FROM blobs WHERE sha256 = $1")
-                .bind(&blob.sha256)
-                .execute(state.db.pool())
-                .await?;
-            let _ = tokio::fs::remove_file(&path).await;
+            state.blobs.remove(&blob.sha256).await?;
         }
         return Err(Error::InvalidInput(format!(
             "the upload is not a recording dealdesk can read ({e}); supported: {}",
@@ -424,18 +421,19 @@ pub async fn recording(
             "call {id} has no recording (its transcript was imported)"
         ))
     })?;
-    let path = state.blobs.path_of(&sha)?;
+    let recording = state.blobs.local_file(&sha).await?;
+    let path = recording.path();
     let mut head = [0u8; 12];
-    let mut file = tokio::fs::File::open(&path)
+    let mut file = tokio::fs::File::open(path)
         .await
-        .map_err(|e| Error::io("opening the recording", &path, e))?;
+        .map_err(|e| Error::io("opening the recording", path, e))?;
     let n = tokio::io::AsyncReadExt::read(&mut file, &mut head)
         .await
-        .map_err(|e| Error::io("reading the recording", &path, e))?;
-    let mut response = tower_http::services::ServeFile::new(&path)
+        .map_err(|e| Error::io("reading the recording", path, e))?;
+    let mut response = tower_http::services::ServeFile::new(path)
         .try_call(request)
         .await
-        .map_err(|e| Error::io("serving the recording", &path, e))?
+        .map_err(|e| Error::io("serving the recording", path, e))?
         .map(axum::body::Body::new);
     response.headers_mut().insert(
         header::CONTENT_TYPE,

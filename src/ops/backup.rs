@@ -123,7 +123,7 @@ pub async fn backup(config: &Config, dir: &Path) -> Result<Manifest> {
 
 async fn write_backup(config: &Config, work: &Path) -> Result<Manifest> {
     let db = Db::open(config).await?;
-    let store = BlobStore::new(config.blobs_dir(), db.clone());
+    let store = BlobStore::from_config(config, db.clone());
     std::fs::create_dir_all(work.join("db"))
         .map_err(|e| Error::io("cannot create the backup directory", work, e))?;
 
@@ -158,10 +158,15 @@ async fn write_backup(config: &Config, work: &Path) -> Result<Manifest> {
     let mut blobs = Vec::new();
     let mut damaged_blobs = Vec::new();
     for (sha256, size) in listed {
-        let source = store.path_of(&sha256)?;
         let file = Manifest::blob_file(&sha256);
         let target = work.join(&file);
-        if copy_verified(&source, &target, &sha256)? {
+        // A missing or damaged upload is reported below, not a reason to stop the backup.
+        let copied = match store.local_file(&sha256).await {
+            Ok(source) => copy_verified(source.path(), &target, &sha256)?,
+            Err(Error::NotFound(_) | Error::InvalidInput(_) | Error::Internal(_)) => false,
+            Err(e) => return Err(e),
+        };
+        if copied {
             blobs.push(BlobFile {
                 sha256,
                 size_bytes: size.max(0) as u64,
@@ -326,7 +331,7 @@ pub async fn restore(config: &Config, dir: &Path, force: bool) -> Result<Restore
         ensure_unused(&index_dir.join(name))?;
     }
     let db = Db::open(config).await?;
-    let store = BlobStore::new(config.blobs_dir(), db.clone());
+    let store = BlobStore::from_config(config, db.clone());
     let mut conn = db.pool().acquire().await?;
     let target = tables::catalog(&mut conn, db.backend()).await?;
     let theirs: Vec<&Table> = manifest.tables.iter().map(|t| &t.table).collect();
@@ -365,7 +370,8 @@ pub async fn restore(config: &Config, dir: &Path, force: bool) -> Result<Restore
             &store,
             &dir.join(Manifest::blob_file(&blob.sha256)),
             &blob.sha256,
-        )?;
+        )
+        .await?;
     }
     // Every table in one transaction: all of the backup appears at once, or nothing changes.
     let mut tx = db.pool().begin().await?;
@@ -489,29 +495,22 @@ pub fn verify(dir: &Path) -> Result<Manifest> {
     Ok(manifest)
 }
 
-/// Puts a verified upload into the store (temporary file, synced, renamed into place).
-fn place_blob(store: &BlobStore, source: &Path, sha256: &str) -> Result<()> {
-    let target = store.path_of(sha256)?;
-    if hash_file(&target, &mut |_| {}).is_ok_and(|h| h == sha256) {
-        return Ok(());
+/// Puts a verified upload into the store through its own write path (spooled, synced, moved
+/// into place or written as chunks); the `blobs` rows come with the tables afterwards.
+async fn place_blob(store: &BlobStore, source: &Path, sha256: &str) -> Result<()> {
+    let file = tokio::fs::File::open(source)
+        .await
+        .map_err(|e| Error::io("cannot read an upload of the backup", source, e))?;
+    let stored = store
+        .put(file, "application/octet-stream", u64::MAX)
+        .await?;
+    if stored.sha256 != sha256 {
+        return Err(Error::InvalidInput(format!(
+            "the backup is damaged: {} does not hash to its name; use another backup",
+            source.display()
+        )));
     }
-    let tmp_dir = target
-        .parent()
-        .and_then(Path::parent)
-        .expect("blob paths have two parents")
-        .join("tmp");
-    std::fs::create_dir_all(&tmp_dir)
-        .map_err(|e| Error::io("cannot create a directory", &tmp_dir, e))?;
-    let tmp = tmp_dir.join(new_id());
-    std::fs::copy(source, &tmp).map_err(|e| Error::io("cannot copy an upload", source, e))?;
-    File::open(&tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| Error::io("cannot sync an upload", &tmp, e))?;
-    let parent = target.parent().expect("blob paths have a parent");
-    std::fs::create_dir_all(parent)
-        .map_err(|e| Error::io("cannot create a directory", parent, e))?;
-    std::fs::rename(&tmp, &target)
-        .map_err(|e| Error::io("cannot move an upload into place", &target, e))
+    Ok(())
 }
 
 /// Fails when a dealdesk process holds the writer of the index in `dir` (it runs on this data

@@ -439,7 +439,7 @@ impl Doctor<'_> {
     /// Every upload re-hashed; unfinished and unreferenced files removed when safe.
     async fn uploads(&self, report: &mut Report) -> Result<()> {
         let root = self.config.blobs_dir();
-        let store = BlobStore::new(root.clone(), self.db.clone());
+        let store = BlobStore::from_config(self.config, self.db.clone());
         let rt = tokio::runtime::Handle::current();
         let verified = {
             let store = store.clone();

@@ -305,9 +305,11 @@ pub async fn applied_migrations(
     .await?;
     rows.iter()
         .map(|r| {
+            let version = r.try_get(0)?;
+            let checksum: Vec<u8> = r.try_get(1)?;
             Ok(AppliedMigration {
-                version: r.try_get(0)?,
-                checksum: hex::encode(r.try_get::<Vec<u8>, _>(1)?),
+                version,
+                checksum: hex::encode(crate::store::source_checksum(backend, version, &checksum)),
                 success: r.try_get::<i64, _>(2)? == 1,
             })
         })

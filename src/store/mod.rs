@@ -7,6 +7,8 @@
 
 pub mod blobs;
 pub mod changes;
+#[cfg(test)]
+mod upgrade_tests;
 
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -19,6 +21,42 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// The binary column type in a migration, written per backend by [`migrator`]: the one type
+/// name neither engine shares.
+const BYTES_TYPE: &str = "{bytes}";
+
+/// The embedded migrations up to `through` (a version; `i64::MAX` for all) for `backend`, with
+/// [`BYTES_TYPE`] written as `BLOB` on SQLite and `BYTEA` on PostgreSQL. A migration without
+/// it is passed on as compiled (same checksum).
+fn migrator(backend: Backend, through: i64) -> sqlx::migrate::Migrator {
+    let bytes = match backend {
+        Backend::Sqlite => "BLOB",
+        Backend::Postgres => "BYTEA",
+    };
+    let migrations = MIGRATOR
+        .iter()
+        .filter(|m| m.version <= through)
+        .map(|m| match m.sql.contains(BYTES_TYPE) {
+            false => m.clone(),
+            true => sqlx::migrate::Migration::new(
+                m.version,
+                m.description.clone(),
+                m.migration_type,
+                m.sql.replace(BYTES_TYPE, bytes).into(),
+                m.no_tx,
+            ),
+        })
+        .collect::<Vec<_>>();
+    // sqlx 0.8 builds a `Migrator` only from a directory or with `migrate!`; its fields are
+    // public for that macro (Cargo.lock pins the version).
+    sqlx::migrate::Migrator {
+        migrations: migrations.into(),
+        ignore_missing: MIGRATOR.ignore_missing,
+        locking: MIGRATOR.locking,
+        no_tx: MIGRATOR.no_tx,
+    }
+}
 
 /// A handle to the database: cheap to clone, shared by every request and worker.
 #[derive(Clone, Debug)]
@@ -45,8 +83,18 @@ impl Db {
 
     /// Connects to `url` and migrates.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Db> {
+        Self::connect_through(url, max_connections, i64::MAX).await
+    }
+
+    /// Connects to `url` and applies the migrations up to version `through` only (a past
+    /// release's schema, for upgrade tests; `i64::MAX` for all).
+    pub(crate) async fn connect_through(
+        url: &str,
+        max_connections: u32,
+        through: i64,
+    ) -> Result<Db> {
         let db = Self::connect_unmigrated(url, max_connections).await?;
-        MIGRATOR.run(&db.pool).await?;
+        migrator(db.backend, through).run(&db.pool).await?;
         Ok(db)
     }
 
@@ -100,7 +148,7 @@ impl Db {
 
     /// Applies the migrations this binary has and the database lacks.
     pub async fn migrate(&self) -> Result<()> {
-        Ok(MIGRATOR.run(&self.pool).await?)
+        Ok(migrator(self.backend, i64::MAX).run(&self.pool).await?)
     }
 
     /// The connection pool, for queries.
@@ -120,9 +168,21 @@ impl Db {
     }
 }
 
-/// The migrations built into this binary.
+/// The migrations built into this binary, as written (the same checksums on every backend).
 pub fn migrations() -> &'static sqlx::migrate::Migrator {
     &MIGRATOR
+}
+
+/// The source checksum ([`migrations`]) of migration `version`, given the checksum `backend`
+/// recorded when applying it: the two differ for a migration with per-backend SQL, and
+/// backups and `doctor` compare schemas across backends by the source's.
+pub fn source_checksum(backend: Backend, version: i64, applied: &[u8]) -> Vec<u8> {
+    let as_applied = migrator(backend, version);
+    let source = MIGRATOR.iter().find(|m| m.version == version);
+    match (as_applied.iter().find(|m| m.version == version), source) {
+        (Some(ran), Some(source)) if *ran.checksum == *applied => source.checksum.to_vec(),
+        _ => applied.to_vec(),
+    }
 }
 
 /// Whether `e` means another connection or process holds a lock the statement needed, past
