@@ -203,17 +203,22 @@ pub async fn active(db: &Db, name_or_id: &str) -> Result<User> {
 pub async fn revoke(db: &Db, name_or_id: &str) -> Result<User> {
     let now = now_ms();
     let mut tx = db.pool().begin().await?;
+    // Write first: on SQLite a transaction that reads and then writes cannot wait for the
+    // write lock another connection holds ("database is locked"); one that starts with its
+    // write waits for it (busy_timeout).
+    sqlx::query(
+        "UPDATE users SET revoked_at = $1 WHERE (name = $2 OR id = $2) AND revoked_at IS NULL",
+    )
+    .bind(now)
+    .bind(name_or_id)
+    .execute(&mut *tx)
+    .await?;
     let row = sqlx::query("SELECT * FROM users WHERE name = $1 OR id = $1")
         .bind(name_or_id)
         .fetch_optional(&mut *tx)
         .await?
         .ok_or_else(|| Error::NotFound(format!("no user named {name_or_id:?}")))?;
     let mut user = user_from_row(&row)?;
-    sqlx::query("UPDATE users SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-        .bind(now)
-        .bind(&user.id)
-        .execute(&mut *tx)
-        .await?;
     sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL")
         .bind(now)
         .bind(&user.id)

@@ -67,6 +67,7 @@ pub struct Repair {
 
 /// Ranked precedents for a tender.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = BidSearchResponse)]
 pub struct SearchResponse {
     /// The tender's language (given or detected).
     pub language: Lang,

@@ -3,9 +3,9 @@
 
 use axum::Extension;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 
-use super::{AppState, Caller, ErrorBody, Json};
+use super::{AppState, Caller, ErrorBody, Json, Path};
 use crate::calls::analytics::{self, CallAnalytics, Range, TeamAnalytics};
 use crate::calls::search::{self, SearchRequest, SearchResponse};
 use crate::calls::trackers::Trackers;

@@ -9,6 +9,7 @@ mod auth;
 mod bids;
 mod calls;
 mod error;
+mod openapi;
 mod quotes;
 mod review;
 mod system;
@@ -28,7 +29,7 @@ use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 
 pub use auth::{ADMIN, ANY_ROLE, Access, BID_TEAM, CALLS, Caller, MANAGERS};
-pub use error::{ErrorBody, Json, status_of};
+pub use error::{ErrorBody, Json, Path, Query, status_of};
 
 use crate::config::Config;
 use crate::engines::Engines;
@@ -38,6 +39,7 @@ use crate::models::Manifest;
 use crate::review::RulesSource;
 use crate::store::Db;
 use crate::store::blobs::BlobStore;
+use openapi::ErrorResponses;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -286,7 +288,7 @@ pub fn router(state: AppState) -> Router {
         calls::recording,
         calls::relabel_speakers
     ),
-    modifiers(&BearerAuth)
+    modifiers(&BearerAuth, &ErrorResponses)
 )]
 pub struct ApiDoc;
 
