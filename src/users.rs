@@ -123,7 +123,7 @@ pub async fn add(db: &Db, name: &str, role: Role, region: &str) -> Result<NewUse
         created_at: now_ms(),
         revoked_at: None,
     };
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     let exists: Option<String> = sqlx::query_scalar("SELECT id FROM users WHERE name = $1")
         .bind(&user.name)
         .fetch_optional(&mut *tx)
@@ -150,7 +150,7 @@ pub async fn add(db: &Db, name: &str, role: Role, region: &str) -> Result<NewUse
 
 /// Issues another API token for an active user (by name or id), e.g. to replace a lost one.
 pub async fn issue_token(db: &Db, name_or_id: &str) -> Result<NewUser> {
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     let row =
         sqlx::query("SELECT * FROM users WHERE (name = $1 OR id = $1) AND revoked_at IS NULL")
             .bind(name_or_id)
@@ -202,23 +202,18 @@ pub async fn active(db: &Db, name_or_id: &str) -> Result<User> {
 /// Revokes a user (by name or id) and all their tokens; their records stay for the audit.
 pub async fn revoke(db: &Db, name_or_id: &str) -> Result<User> {
     let now = now_ms();
-    let mut tx = db.pool().begin().await?;
-    // Write first: on SQLite a transaction that reads and then writes cannot wait for the
-    // write lock another connection holds ("database is locked"); one that starts with its
-    // write waits for it (busy_timeout).
-    sqlx::query(
-        "UPDATE users SET revoked_at = $1 WHERE (name = $2 OR id = $2) AND revoked_at IS NULL",
-    )
-    .bind(now)
-    .bind(name_or_id)
-    .execute(&mut *tx)
-    .await?;
+    let mut tx = db.begin().await?;
     let row = sqlx::query("SELECT * FROM users WHERE name = $1 OR id = $1")
         .bind(name_or_id)
         .fetch_optional(&mut *tx)
         .await?
         .ok_or_else(|| Error::NotFound(format!("no user named {name_or_id:?}")))?;
     let mut user = user_from_row(&row)?;
+    sqlx::query("UPDATE users SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+        .bind(now)
+        .bind(&user.id)
+        .execute(&mut *tx)
+        .await?;
     sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL")
         .bind(now)
         .bind(&user.id)

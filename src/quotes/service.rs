@@ -159,7 +159,7 @@ async fn check_calibration(
         .unzip();
     let ece = super::metrics::ece(&p, &y, 10);
     let rules = review::rules_source(config)?.current();
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     if review::breaker::observe_calibration(&mut tx, &rules, ece).await? {
         tracing::warn!(
             ece,
@@ -202,7 +202,7 @@ pub async fn recommend(
         return Ok(rec);
     };
     let region = actor.region_for(deal.region.as_deref())?;
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     let subject_id = match &deal.deal_id {
         Some(id) => id.clone(),
         None => {
