@@ -151,6 +151,7 @@ fn multipart(fields: &[(&str, &str)], file_field: &str, file_name: &str, file: &
 }
 
 const BOUNDARY: &str = "hostile-boundary-3f9a";
+const JSON: &str = "application/json";
 const MULTIPART: &str = "multipart/form-data; boundary=hostile-boundary-3f9a";
 
 /// Every file under `dir` except the data directory, with its size.
@@ -357,48 +358,34 @@ fn hostile_content_is_refused_or_treated_as_data() {
         eprintln!("{name}: {items} grounded items");
     }
 
-    // ---- An extremely long line: one segment of 1 MB of text is refused or analysed as
-    // data; a body over the JSON limit (2 MiB) is a 413.
+    // ---- An extremely long line (1 MB of text in one segment) is refused with a clear
+    // error, not queued for hours of analysis; a body over the JSON limit (2 MiB) is a 413.
     let long_line = |chars: usize| {
-        let mut t: Value = serde_json::from_str(
-            &std::fs::read_to_string(Path::new(HOSTILE).join("injection-en.json")).unwrap(),
-        )
-        .unwrap();
-        t["title"] = json!("long line");
+        let text = std::fs::read_to_string(Path::new(HOSTILE).join("injection-en.json")).unwrap();
+        let mut t: Value = serde_json::from_str(&text).unwrap();
         t["segments"][4]["text"] = json!("I'll send the contract by Friday. ".repeat(chars / 34));
         t.to_string().into_bytes()
     };
     tried += 1;
-    let resp = api.post_raw(
-        &rep,
-        "/calls/import-transcript",
-        "application/json",
-        long_line(1_000_000),
+    let resp = api.post_raw(&rep, "/calls/import-transcript", JSON, long_line(1_000_000));
+    let body = assert_error(resp, "a 1 MB line");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("split long turns"),
+        "{body}"
     );
-    if resp.status() == StatusCode::ACCEPTED {
-        let accepted: Value = resp.json().unwrap();
-        let id = accepted["call"]["id"].as_str().unwrap().to_string();
-        let call = api.finished_call(&rep, &id);
-        assert_eq!(call["status"], "done", "long line: {call}");
-        let stored = api.json(&rep, &format!("/calls/{id}/transcript"));
-        assert_grounded(&api, &rep, &id, &segment_texts(&stored));
-    } else {
-        assert_error(resp, "a 1 MB line");
-    }
     tried += 1;
-    let body = assert_error(
-        api.post_raw(
-            &rep,
-            "/calls/import-transcript",
-            "application/json",
-            long_line(3_000_000),
-        ),
-        "a 3 MB body",
-    );
-    assert_eq!(body["code"], "too_large");
+    let resp = api.post_raw(&rep, "/calls/import-transcript", JSON, long_line(3_000_000));
+    assert_eq!(assert_error(resp, "a 3 MB body")["code"], "too_large");
 
     // ---- Malformed requests: clear 4xx in the documented shape.
-    let malformed: [(&str, &str, Vec<u8>); 5] = [
+    let nul = std::fs::read_to_string(Path::new(HOSTILE).join("injection-en.json"))
+        .unwrap()
+        .replace("Let's talk", "Let\\u0000s talk");
+    let malformed: [(&str, &str, Vec<u8>); 6] = [
+        ("/calls/import-transcript", JSON, nul.into_bytes()),
         (
             "/calls/import-transcript",
             "application/json",
