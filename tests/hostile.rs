@@ -688,7 +688,10 @@ fn tender_file_names(url: &str, token: &str) -> usize {
             );
         } else {
             assert!(status.is_client_error(), "{name:?}: {status}");
-            assert!(page.contains("data-status=\"4"), "{name:?}: the error page");
+            assert!(
+                page.contains("id=\"tender-error\""),
+                "{name:?}: the form's error"
+            );
         }
     }
     cases.len()
