@@ -125,7 +125,7 @@ pub async fn add(db: &Db, name: &str, role: Role, region: &str) -> Result<NewUse
         created_at: now_ms(),
         revoked_at: None,
     };
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     let exists: Option<String> = sqlx::query_scalar("SELECT id FROM users WHERE name = $1")
         .bind(&user.name)
         .fetch_optional(&mut *tx)
@@ -152,7 +152,7 @@ pub async fn add(db: &Db, name: &str, role: Role, region: &str) -> Result<NewUse
 
 /// Issues another API token for an active user (by name or id), e.g. to replace a lost one.
 pub async fn issue_token(db: &Db, name_or_id: &str) -> Result<NewUser> {
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     let row =
         sqlx::query("SELECT * FROM users WHERE (name = $1 OR id = $1) AND revoked_at IS NULL")
             .bind(name_or_id)
@@ -204,7 +204,7 @@ pub async fn active(db: &Db, name_or_id: &str) -> Result<User> {
 /// Revokes a user (by name or id) and all their tokens; their records stay for the audit.
 pub async fn revoke(db: &Db, name_or_id: &str) -> Result<User> {
     let now = now_ms();
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     let row = sqlx::query("SELECT * FROM users WHERE name = $1 OR id = $1")
         .bind(name_or_id)
         .fetch_optional(&mut *tx)

@@ -115,7 +115,7 @@ pub async fn set_outcome(
     feedback: Option<&str>,
     actor: Option<&str>,
 ) -> Result<StoredBid> {
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     let row: Option<(String,)> = sqlx::query_as("SELECT document FROM bids WHERE id = $1")
         .bind(id)
         .fetch_optional(&mut *tx)
@@ -147,7 +147,7 @@ pub async fn set_outcome(
 
 /// Deletes bid `id` (and its outcome log).
 pub async fn delete(db: &Db, id: &str) -> Result<()> {
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     sqlx::query("DELETE FROM bid_outcomes WHERE bid_id = $1")
         .bind(id)
         .execute(&mut *tx)

@@ -224,7 +224,7 @@ impl DenseIndex {
         let vectors = tokio::task::spawn_blocking(move || encoder.embed(&texts, Kind::Passage))
             .await
             .map_err(|e| Error::Internal(format!("embedding bids: {e}")))??;
-        let mut tx = db.pool().begin().await?;
+        let mut tx = db.begin().await?;
         for ((bid, rev), vector) in bids.iter().zip(&vectors) {
             sqlx::query(
                 "INSERT INTO bid_embeddings (bid_id, rev, model, vector) VALUES ($1, $2, $3, $4) \

@@ -467,7 +467,7 @@ pub fn run(
         deal_value: None,
     };
     let id = runtime.block_on(async {
-        let mut tx = library.db().pool().begin().await?;
+        let mut tx = library.db().begin().await?;
         let id = review::propose(&mut tx, &proposal).await?;
         tx.commit().await?;
         Ok::<_, Error>(id)

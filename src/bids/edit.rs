@@ -263,7 +263,7 @@ pub async fn save(
     let before = latest(db, job_id)
         .await?
         .unwrap_or_else(|| ai_draft.clone());
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     sqlx::query(
         "INSERT INTO draft_edits (id, job_id, recommendation_id, editor_id, output, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6)",
@@ -306,7 +306,7 @@ pub async fn submit(db: &Db, user: &User, job_id: &str, ai_draft: &Draft) -> Res
     let current = latest(db, job_id).await?;
     let edited = current.is_some();
     let now = now_ms();
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     if let Some(revised) = &current {
         let updated = sqlx::query(
             "UPDATE recommendations SET output = $1, updated_at = $2 \

@@ -67,6 +67,7 @@ pub struct Repair {
 
 /// Ranked precedents for a tender.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = BidSearchResponse)]
 pub struct SearchResponse {
     /// The tender's language (given or detected).
     pub language: Lang,
@@ -186,7 +187,7 @@ impl Library {
         let mut report = ImportReport::default();
         for (n, batch) in bids.chunks(BATCH).enumerate() {
             let now = now_ms();
-            let mut tx = self.db.pool().begin().await?;
+            let mut tx = self.db.begin().await?;
             let mut changed = Vec::new();
             for bid in batch {
                 match db::upsert(&mut tx, bid, now).await? {

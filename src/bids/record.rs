@@ -43,6 +43,7 @@ impl Lang {
 /// What became of a bid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[schema(as = BidOutcome)]
 pub enum Outcome {
     Won,
     Lost,

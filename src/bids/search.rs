@@ -247,6 +247,7 @@ impl Filters {
 /// A search: the tender, the filters and how many hits.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = BidSearchRequest)]
 pub struct SearchRequest {
     pub tender: Tender,
     #[serde(default)]

@@ -212,7 +212,7 @@ pub async fn save_transcript(
     t: &CallTranscript,
     model_id: &str,
 ) -> Result<()> {
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     sqlx::query("DELETE FROM transcripts WHERE call_id = $1")
         .bind(call_id)
         .execute(&mut *tx)
@@ -284,7 +284,7 @@ pub async fn save_analysis(
 ) -> Result<Vec<Task>> {
     let now = now_ms();
     let (cp, op) = (&ex.prompt_versions[0], &ex.prompt_versions[1]);
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     for table in ["tasks", "insights"] {
         sqlx::query(&format!("DELETE FROM {table} WHERE call_id = $1"))
             .bind(&call.id)

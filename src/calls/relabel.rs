@@ -67,7 +67,7 @@ pub async fn relabel(
     apply(&mut t, changes)?;
 
     let now = now_ms();
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     // A new `created_at` is the transcript's new revision: the call search index re-reads it.
     sqlx::query(
         "UPDATE transcripts SET segments = $1, speakers = $2, created_at = $3 WHERE call_id = $4",

@@ -389,6 +389,7 @@ pub async fn refresh(db: &Db, config: &Config, call_id: &str) {
 /// A search across the caller's calls.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = CallSearchRequest)]
 pub struct SearchRequest {
     /// Words or a phrase, English or Mandarin.
     pub query: String,
@@ -439,6 +440,7 @@ pub struct SearchHit {
 
 /// Ranked segments.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = CallSearchResponse)]
 pub struct SearchResponse {
     pub query: String,
     /// Calls searched (in scope and passing the filters).

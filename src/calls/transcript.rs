@@ -29,6 +29,12 @@ pub struct Participant {
     pub role: Option<String>,
 }
 
+/// The longest segment text accepted, in characters: one turn's analysis asks the model about
+/// each of its sentences, so a megabyte-long line would tie up the worker for hours.
+pub const MAX_SEGMENT_CHARS: usize = 10_000;
+/// The most text one transcript may carry, in characters (about four hours of speech).
+pub const MAX_TRANSCRIPT_CHARS: usize = 250_000;
+
 /// One turn (or one recognized stretch of speech).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Segment {
@@ -160,7 +166,29 @@ impl CallTranscript {
                 ));
             }
         }
+        let mut chars = 0;
         for s in &self.segments {
+            let len = s.text.chars().count();
+            chars += len;
+            if len > MAX_SEGMENT_CHARS {
+                return bad(format!(
+                    "segment {} has {len} characters; a segment may have at most \
+                     {MAX_SEGMENT_CHARS}: split long turns into segments",
+                    s.id
+                ));
+            }
+            if chars > MAX_TRANSCRIPT_CHARS {
+                return bad(format!(
+                    "the transcript has more than {MAX_TRANSCRIPT_CHARS} characters of text \
+                     (about four hours of speech); import long calls in parts"
+                ));
+            }
+            if s.text.contains('\0') {
+                return bad(format!(
+                    "segment {} contains a NUL character; remove it and import again",
+                    s.id
+                ));
+            }
             if s.end_ms < s.start_ms {
                 return bad(format!("segment {} ends before it starts", s.id));
             }

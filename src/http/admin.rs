@@ -1,11 +1,11 @@
 //! Administration: users and tokens, storage integrity.
 
 use axum::Extension;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 
-use super::{AppState, Caller, ErrorBody, Json};
+use super::{AppState, Caller, ErrorBody, Json, Path};
 use crate::error::Result;
 use crate::jobs::Job;
 use crate::users::{self, NewUser, Role, User};

@@ -3,9 +3,9 @@
 
 use axum::Extension;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 
-use super::{AppState, Caller, ErrorBody, Json};
+use super::{AppState, Caller, ErrorBody, Json, Path};
 use crate::calls::analytics::{self, CallAnalytics, Range, TeamAnalytics};
 use crate::calls::search::{self, SearchRequest, SearchResponse};
 use crate::calls::trackers::Trackers;
@@ -32,7 +32,7 @@ pub async fn call(
 #[utoipa::path(get, path = "/analytics/calls", tag = "calls", security(("token" = [])),
     params(Range),
     responses((status = 200, body = TeamAnalytics), (status = 400, body = ErrorBody),
-        (status = 403, body = ErrorBody)))]
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody, description = "no such rep")))]
 pub async fn range(
     State(state): State<AppState>,
     Extension(Caller(user)): Extension<Caller>,
@@ -54,7 +54,7 @@ pub async fn range(
 #[utoipa::path(post, path = "/calls/search", tag = "calls", security(("token" = [])),
     request_body = SearchRequest,
     responses((status = 200, body = SearchResponse), (status = 400, body = ErrorBody),
-        (status = 403, body = ErrorBody)))]
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody, description = "no such rep")))]
 pub async fn search(
     State(state): State<AppState>,
     Extension(Caller(user)): Extension<Caller>,

@@ -1,11 +1,11 @@
 //! The bid library: import, read, record outcomes, search for similar winning bids, drafts.
 
 use axum::Extension;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 
-use super::{AppState, Caller, ErrorBody, Json};
+use super::{AppState, Caller, ErrorBody, Json, Path};
 use crate::bids::Tender;
 use crate::bids::factors::Factors;
 use crate::bids::{Bid, Outcome, SearchRequest, SearchResponse, StoredBid};

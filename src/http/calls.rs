@@ -2,14 +2,15 @@
 //! transcript, insights and tasks. A rep sees their own calls, a manager their region's.
 
 use axum::Extension;
+use axum::extract::State;
 use axum::extract::multipart::{Field, Multipart, MultipartRejection};
-use axum::extract::{Path, State};
+use axum::extract::rejection::StringRejection;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
-use super::{AppState, Caller, ErrorBody, Json};
+use super::{AppState, Caller, ErrorBody, Json, Path};
 use crate::asr;
 use crate::calls::dates::Date;
 use crate::calls::pipeline::ANALYZE_JOB;
@@ -171,6 +172,33 @@ async fn sniff(state: &AppState, blob: &Blob) -> Result<()> {
     Ok(())
 }
 
+/// Refuses a body whose declared `Content-Length` is beyond the upload limit (plus room for
+/// the form's text fields, at most `server.max_body_bytes`) before a byte of it is read: a
+/// client claiming 2 GB gets its 413 at once instead of after streaming. A body that declares
+/// less than it sends is still cut off by the blob store's own count.
+fn refuse_declared_oversize(state: &AppState, headers: &header::HeaderMap) -> Result<()> {
+    let limits = &state.config.server;
+    let Some(declared) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    else {
+        return Ok(());
+    };
+    if declared
+        > limits
+            .max_upload_bytes
+            .saturating_add(limits.max_body_bytes)
+    {
+        return Err(Error::TooLarge(format!(
+            "the upload declares {declared} bytes; recordings may be at most {} bytes \
+             (server.max_upload_bytes)",
+            limits.max_upload_bytes
+        )));
+    }
+    Ok(())
+}
+
 async fn queue(state: &AppState, user: &User, new: NewCall) -> Result<Call> {
     let call = records::create(&state.db, user, &new).await?;
     queue_existing(state, user, &call).await
@@ -200,8 +228,10 @@ async fn queue_existing(state: &AppState, user: &User, call: &Call) -> Result<Ca
 pub async fn upload(
     State(state): State<AppState>,
     Extension(Caller(user)): Extension<Caller>,
+    headers: header::HeaderMap,
     multipart: std::result::Result<Multipart, MultipartRejection>,
 ) -> Result<(StatusCode, Json<Accepted>)> {
+    refuse_declared_oversize(&state, &headers)?;
     let mut multipart = multipart.map_err(|e| {
         Error::InvalidInput(format!(
             "send the recording as multipart/form-data with a `file` field ({e})"
@@ -260,9 +290,9 @@ pub async fn upload(
 pub async fn import_transcript(
     State(state): State<AppState>,
     Extension(Caller(user)): Extension<Caller>,
-    body: String,
+    body: std::result::Result<String, StringRejection>,
 ) -> Result<(StatusCode, Json<Accepted>)> {
-    let t = CallTranscript::from_json(&body)?;
+    let t = CallTranscript::from_json(&body?)?;
     let call = records::import(&state.db, &user, &t).await?;
     let call = queue_existing(&state, &user, &call).await?;
     Ok((

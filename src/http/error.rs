@@ -67,16 +67,33 @@ impl IntoResponse for Error {
     }
 }
 
+/// An extractor's rejection as an [`Error`]: 413 stays "too large", anything else is the
+/// caller's malformed input.
+fn rejected(status: StatusCode, text: String) -> Error {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        Error::TooLarge(format!(
+            "the request body is larger than server.max_body_bytes: {text}"
+        ))
+    } else {
+        Error::InvalidInput(text)
+    }
+}
+
 impl From<axum::extract::rejection::JsonRejection> for Error {
     fn from(rejection: axum::extract::rejection::JsonRejection) -> Self {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Error::TooLarge(format!(
-                "the request body is larger than server.max_body_bytes: {}",
-                rejection.body_text()
-            ))
-        } else {
-            Error::InvalidInput(rejection.body_text())
-        }
+        rejected(rejection.status(), rejection.body_text())
+    }
+}
+
+impl From<axum::extract::rejection::StringRejection> for Error {
+    fn from(rejection: axum::extract::rejection::StringRejection) -> Self {
+        rejected(rejection.status(), rejection.body_text())
+    }
+}
+
+impl From<axum::extract::rejection::QueryRejection> for Error {
+    fn from(rejection: axum::extract::rejection::QueryRejection) -> Self {
+        Error::InvalidInput(rejection.body_text())
     }
 }
 
@@ -96,3 +113,13 @@ impl<T: Serialize> IntoResponse for Json<T> {
         axum::Json(self.0).into_response()
     }
 }
+
+/// `axum::extract::Path`, with malformed path segments answered in the `{code, message}` shape.
+#[derive(Debug, Clone, Copy, Default, axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(Error))]
+pub struct Path<T>(pub T);
+
+/// `axum::extract::Query`, with malformed query strings answered in the `{code, message}` shape.
+#[derive(Debug, Clone, Copy, Default, axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(Error))]
+pub struct Query<T>(pub T);

@@ -10,6 +10,7 @@ mod bids;
 pub mod calls;
 mod error;
 mod headers;
+mod openapi;
 mod quotes;
 mod review;
 mod system;
@@ -29,7 +30,7 @@ use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 
 pub use auth::{ADMIN, ANY_ROLE, Access, BID_TEAM, CALLS, Caller, MANAGERS, client_address};
-pub use error::{ErrorBody, Json, status_of};
+pub use error::{ErrorBody, Json, Path, Query, status_of};
 pub use headers::{CSP, SECURITY_HEADERS};
 
 use crate::config::Config;
@@ -40,6 +41,7 @@ use crate::models::Manifest;
 use crate::review::RulesSource;
 use crate::store::Db;
 use crate::store::blobs::BlobStore;
+use openapi::ErrorResponses;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -289,7 +291,7 @@ pub fn router(state: AppState) -> Router {
         calls::recording,
         calls::relabel_speakers
     ),
-    modifiers(&BearerAuth)
+    modifiers(&BearerAuth, &ErrorResponses)
 )]
 pub struct ApiDoc;
 

@@ -1,10 +1,10 @@
 //! Quote recommender: deals and outcomes, model fitting, recommendations, fairness.
 
 use axum::Extension;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 
-use super::{Access, AppState, Caller, ErrorBody, Json};
+use super::{Access, AppState, Caller, ErrorBody, Json, Path};
 use crate::error::Result;
 use crate::quotes::deals::{NewDeal, OutcomeUpdate};
 use crate::quotes::fairness::FairnessReport;

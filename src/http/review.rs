@@ -1,10 +1,10 @@
 //! Review of AI recommendations, the audit trail and the circuit breakers.
 
 use axum::Extension;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use serde::{Deserialize, Serialize};
 
-use super::{AppState, Caller, ErrorBody, Json};
+use super::{AppState, Caller, ErrorBody, Json, Path, Query};
 use crate::error::Result;
 use crate::review::audit::{self, Event, Verification};
 use crate::review::breaker::{self, Tripped};
@@ -80,7 +80,8 @@ pub struct AuditQuery {
 /// or the latest events when no subject is given).
 #[utoipa::path(get, path = "/audit", tag = "review", security(("token" = [])),
     params(AuditQuery),
-    responses((status = 200, body = Vec<Event>), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = Vec<Event>), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "no such subject in the caller's region")))]
 pub async fn audit_events(
     State(state): State<AppState>,
     Extension(Caller(user)): Extension<Caller>,
@@ -177,7 +178,8 @@ pub async fn ai_metrics(
 
 /// Prometheus metrics (text exposition format).
 #[utoipa::path(get, path = "/metrics", tag = "system", security(("token" = [])),
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+    responses((status = 200, description = "Prometheus metrics (OpenMetrics text format)",
+        content_type = "application/openmetrics-text", body = String)))]
 pub async fn prometheus(
     State(state): State<AppState>,
 ) -> Result<([(axum::http::header::HeaderName, &'static str); 1], String)> {

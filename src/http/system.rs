@@ -1,12 +1,12 @@
 //! Health, readiness, the API document, and the caller's own view (`/me`, `/jobs`).
 
 use axum::Extension;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Serialize;
 use utoipa::OpenApi;
 
-use super::{ApiDoc, AppState, Caller, ErrorBody, Json};
+use super::{ApiDoc, AppState, Caller, ErrorBody, Json, Path};
 use crate::error::Result;
 use crate::jobs::Job;
 use crate::models::ModelStatus;

@@ -374,7 +374,7 @@ pub async fn restore(config: &Config, dir: &Path, force: bool) -> Result<Restore
         .await?;
     }
     // Every table in one transaction: all of the backup appears at once, or nothing changes.
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     tables::clear(&mut tx, &target).await?;
     let mut rows = 0;
     for t in &manifest.tables {

@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 /// Won or lost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = DealOutcome)]
 pub enum Outcome {
     Won,
     Lost,

@@ -93,6 +93,7 @@ pub struct SimilarDeal {
 
 /// The answer of `POST /quotes/recommend`.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = QuoteRecommendation)]
 pub struct Recommendation {
     pub model_id: String,
     pub model_version: i64,

@@ -98,7 +98,7 @@ pub async fn insert_deals(
     default_region: &str,
     deals: &[NewDeal],
 ) -> Result<Vec<String>> {
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     let mut ids = Vec::with_capacity(deals.len());
     for deal in deals {
         ids.push(insert_deal(&mut tx, owner, default_region, deal).await?);
@@ -258,7 +258,7 @@ pub async fn save_model(
     training_sha256: &str,
     created_by: Option<&str>,
 ) -> Result<ModelInfo> {
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     let last: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM quote_models")
         .fetch_one(&mut *tx)
         .await?;

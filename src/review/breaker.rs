@@ -156,7 +156,7 @@ async fn trip(conn: &mut AnyConnection, kind: Kind, reason: &str) -> Result<()> 
 /// Re-enables a kind (admins only; the HTTP and CLI layers check the role). The failure
 /// history of the kind is cleared so the breaker judges fresh outputs only.
 pub async fn reset(db: &Db, actor_id: Option<&str>, kind: Kind) -> Result<()> {
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     let removed = sqlx::query("DELETE FROM review_breakers WHERE kind = $1")
         .bind(kind.as_str())
         .execute(&mut *tx)

@@ -278,7 +278,7 @@ pub async fn decide(db: &Db, user: &User, id: &str, decision: &Decision) -> Resu
         ),
     };
     let now = now_ms();
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     let updated = sqlx::query(
         "UPDATE recommendations SET state = $1, decided_by = $2, decided_at = $3, \
          final_output = $4, updated_at = $3 WHERE id = $5 AND state = 'proposed'",
@@ -376,7 +376,7 @@ pub async fn triage(db: &Db, rules: &Rules) -> Result<TriageReport> {
             // Nothing changes: no transaction, so a long queue costs one read per pass.
             continue;
         }
-        let mut tx = db.pool().begin().await?;
+        let mut tx = db.begin().await?;
         if reroute {
             sqlx::query(
                 "UPDATE recommendations SET route = $1, rule = $2 WHERE id = $3 AND state = 'proposed'",

@@ -186,7 +186,7 @@ impl BlobStore {
         size: u64,
         media_type: &str,
     ) -> Result<bool> {
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.db.begin().await?;
         let inserted = record(&mut *tx, sha256, size, media_type).await?;
         let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM blob_chunks WHERE sha256 = $1")
             .bind(sha256)
@@ -277,7 +277,7 @@ impl BlobStore {
     /// anything refers to it.
     pub async fn remove(&self, sha256: &str) -> Result<()> {
         let sha256 = checked(sha256)?;
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.db.begin().await?;
         for table in ["blob_chunks", "blobs"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE sha256 = $1"))
                 .bind(&sha256)
