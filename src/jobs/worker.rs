@@ -195,12 +195,7 @@ mod tests {
             );
         }
         // Nothing finished lately: a minute.
-        match queue.check_room().await {
-            Err(Error::RateLimited {
-                retry_after_secs, ..
-            }) => assert_eq!(retry_after_secs, 60),
-            other => panic!("a full queue must refuse: {other:?}"),
-        }
+        assert_eq!(refusal_wait(&queue).await, 60);
         // Once the waiting jobs are done there is room again; four done in the last ten
         // minutes make the wait 150 s when the queue is full again.
         for _ in 0..2 {
@@ -228,10 +223,15 @@ mod tests {
                 .await
                 .unwrap();
         }
+        assert_eq!(refusal_wait(&queue).await, 150);
+    }
+
+    /// The `Retry-After` of a full queue's refusal.
+    async fn refusal_wait(queue: &JobQueue) -> u64 {
         match queue.check_room().await {
             Err(Error::RateLimited {
                 retry_after_secs, ..
-            }) => assert_eq!(retry_after_secs, 150),
+            }) => retry_after_secs,
             other => panic!("a full queue must refuse: {other:?}"),
         }
     }
