@@ -41,6 +41,10 @@ fn add_common_errors(operation: &mut Operation) {
     if secured {
         errors.push(("401", "no token, or an unknown or revoked one"));
         errors.push(("403", "the caller's role may not call this"));
+        errors.push((
+            "429",
+            "too many failed sign-ins from the caller's address: try again after Retry-After",
+        ));
     }
     if in_path || in_query || body {
         errors.push(("400", "a malformed path, query or body"));
