@@ -1,6 +1,7 @@
 //! Load on the API from a second process on loopback (issue 12): bid search, quote
 //! recommendation and the review queue at rising concurrency until p99 latency doubles, then 50
-//! concurrent call uploads with the server's memory watched.
+//! concurrent call uploads with the server's memory watched, then 100 uploads at once into a
+//! full job queue.
 //!
 //! The server is the real release binary on a demo data set (`dealdesk demo`: 14 bids, 480
 //! deals and a fitted quote model, reviews) with its job workers off, so the queued demo calls
@@ -102,6 +103,8 @@ fn main() {
         }
     }
     uploads(&rt, &server, root, &token("demo-rep"));
+    drop(server);
+    full_queue(&rt);
 }
 
 struct Step {
@@ -161,6 +164,77 @@ async fn load(url: &str, endpoint: &Endpoint, clients: usize, secs: u64) -> Step
     }
 }
 
+/// One answered upload: its status, how long it took, and its `Retry-After`.
+struct Upload {
+    status: u16,
+    ms: f64,
+    retry_after: Option<String>,
+}
+
+/// `count` uploads of a `bytes`-long recording, all at once; each is its own blob (a WAV
+/// header and distinct noise).
+fn post_uploads(
+    rt: &tokio::runtime::Runtime,
+    url: &str,
+    token: &str,
+    count: usize,
+    bytes: usize,
+) -> Vec<Upload> {
+    rt.block_on(async {
+        let client = reqwest::Client::new();
+        let tasks: Vec<_> = (0..count)
+            .map(|n| {
+                let client = client.clone();
+                let url = format!("{url}/calls");
+                let token = token.to_string();
+                tokio::spawn(async move {
+                    let mut wav = common::wav_header(bytes as u32);
+                    wav.extend((0..bytes).map(|i| ((i * 31 + n * 7) % 251) as u8));
+                    let title = format!("load upload {n}");
+                    let (content_type, body) = call_form(wav, &[("title", &title)]);
+                    let started = Instant::now();
+                    let resp = client
+                        .post(url)
+                        .bearer_auth(token)
+                        .header("content-type", content_type)
+                        .body(body)
+                        .send()
+                        .await;
+                    let ms = started.elapsed().as_secs_f64() * 1000.0;
+                    match resp {
+                        Ok(r) => Upload {
+                            status: r.status().as_u16(),
+                            ms,
+                            retry_after: r
+                                .headers()
+                                .get("retry-after")
+                                .and_then(|v| v.to_str().ok().map(str::to_string)),
+                        },
+                        Err(_) => Upload {
+                            status: 0,
+                            ms,
+                            retry_after: None,
+                        },
+                    }
+                })
+            })
+            .collect();
+        let mut done = Vec::new();
+        for task in tasks {
+            done.push(task.await.unwrap());
+        }
+        done
+    })
+}
+
+/// The distinct statuses of `uploads`, sorted.
+fn statuses(uploads: &[Upload]) -> Vec<u16> {
+    let mut distinct: Vec<u16> = uploads.iter().map(|u| u.status).collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    distinct
+}
+
 /// 50 uploads of a 16 MiB recording at once: the server's peak memory before and after shows
 /// whether uploads are streamed to disk or held in memory.
 fn uploads(rt: &tokio::runtime::Runtime, server: &Server, root: &Path, token: &str) {
@@ -169,53 +243,62 @@ fn uploads(rt: &tokio::runtime::Runtime, server: &Server, root: &Path, token: &s
     let pid = server.child.id();
     let before = peak_rss_kib(pid);
     let started = Instant::now();
-    let statuses: Vec<u16> = rt.block_on(async {
-        let client = reqwest::Client::new();
-        let tasks: Vec<_> = (0..UPLOADS)
-            .map(|n| {
-                let client = client.clone();
-                let url = format!("{}/calls", server.url);
-                let token = token.to_string();
-                tokio::spawn(async move {
-                    // A WAV header and distinct noise, so each upload is its own blob.
-                    let mut wav = common::wav_header(BYTES as u32);
-                    wav.extend((0..BYTES).map(|i| ((i * 31 + n * 7) % 251) as u8));
-                    let title = format!("load upload {n}");
-                    let (content_type, body) = call_form(wav, &[("title", &title)]);
-                    client
-                        .post(url)
-                        .bearer_auth(token)
-                        .header("content-type", content_type)
-                        .body(body)
-                        .send()
-                        .await
-                        .map_or(0, |r| r.status().as_u16())
-                })
-            })
-            .collect();
-        let mut statuses = Vec::new();
-        for task in tasks {
-            statuses.push(task.await.unwrap());
-        }
-        statuses
-    });
+    let answered = post_uploads(rt, &server.url, token, UPLOADS, BYTES);
     let secs = started.elapsed().as_secs_f64();
     let after = peak_rss_kib(pid);
-    let accepted = statuses.iter().filter(|s| **s == 202).count();
+    let accepted = answered.iter().filter(|u| u.status == 202).count();
     let blobs: u64 = walk_size(&root.join("data/blobs"));
     println!(
         "\n{UPLOADS} concurrent uploads of {} MiB: {accepted} accepted (statuses {:?}) in {secs:.1} s; \
          server peak RSS {} MiB before, {} MiB after; {} MiB in the blob store",
         BYTES >> 20,
-        {
-            let mut distinct = statuses.clone();
-            distinct.sort_unstable();
-            distinct.dedup();
-            distinct
-        },
+        statuses(&answered),
         before / 1024,
         after / 1024,
         blobs >> 20
+    );
+}
+
+/// A full job queue: a server whose workers are off and whose queue holds `MAX_QUEUED` jobs
+/// gets 100 uploads of 1 MiB at once. What it accepts, how fast it refuses the rest (429
+/// before reading the body), with which `Retry-After`, and how many bytes it kept.
+fn full_queue(rt: &tokio::runtime::Runtime) {
+    const MAX_QUEUED: usize = 20;
+    const UPLOADS: usize = 100;
+    const BYTES: usize = 1 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let token = common::add_user(dir.path(), "flood", "rep", "emea");
+    let mut cmd = dealdesk(dir.path());
+    cmd.env("DEALDESK_JOBS_WORKERS", "0")
+        .env("DEALDESK_JOBS_MAX_QUEUED", MAX_QUEUED.to_string());
+    let server = Server::start(cmd);
+    let answered = post_uploads(rt, &server.url, &token, UPLOADS, BYTES);
+    let ms = |status: u16| {
+        let mut ms: Vec<f64> = answered
+            .iter()
+            .filter(|u| u.status == status)
+            .map(|u| u.ms)
+            .collect();
+        ms.sort_by(f64::total_cmp);
+        let at = |q: f64| ms.get(((ms.len() as f64 - 1.0) * q) as usize).copied();
+        (ms.len(), at(0.5).unwrap_or(0.0), at(0.99).unwrap_or(0.0))
+    };
+    let (accepted, acc_p50, acc_p99) = ms(202);
+    let (refused, ref_p50, ref_p99) = ms(429);
+    let mut waits: Vec<&str> = answered
+        .iter()
+        .filter_map(|u| u.retry_after.as_deref())
+        .collect();
+    waits.sort_unstable();
+    waits.dedup();
+    let kept = walk_size(&dir.path().join("data/blobs"));
+    println!(
+        "\nfull queue (jobs.max_queued = {MAX_QUEUED}, workers off): {UPLOADS} concurrent uploads \
+         of 1 MiB: {accepted} accepted (p50 {acc_p50:.0} ms, p99 {acc_p99:.0} ms), {refused} \
+         refused with 429 (p50 {ref_p50:.0} ms, p99 {ref_p99:.0} ms), Retry-After {waits:?}, \
+         statuses {:?}; {} MiB kept in the blob store",
+        statuses(&answered),
+        kept >> 20
     );
 }
 

@@ -1,7 +1,8 @@
 //! The database blob store (`[data] blobs = "db"`) through the real binary: a recording is
 //! uploaded, kept in the database (no file under the data directory), transcribed and
 //! analysed from a temporary copy, served back with byte ranges, found again as a duplicate,
-//! verified; a file that is no recording leaves nothing behind.
+//! verified; a file that is no recording leaves nothing behind. Recordings stored before an
+//! operator switches `[data] blobs` are moved by `dealdesk doctor`.
 
 mod common;
 
@@ -138,4 +139,63 @@ fn a_recording_kept_in_the_database_is_analysed_and_served() {
         .map(|d| d.map(|e| e.unwrap().path()).collect())
         .unwrap_or_default();
     assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn doctor_moves_recordings_into_the_store_data_blobs_names_now() {
+    let dir = tempfile::tempdir().unwrap();
+    let rep = add_user(dir.path(), "rep", "rep", "emea");
+    let wav = std::fs::read(JFK).unwrap();
+    let with_store = |blobs: &str| {
+        let mut cmd = dealdesk(dir.path());
+        cmd.env("DEALDESK_DATA_BLOBS", blobs)
+            .env("DEALDESK_JOBS_WORKERS", "0");
+        cmd
+    };
+    let server = Server::start(with_store("dir"));
+    let resp = upload_call(&server.url, &rep, wav.clone(), &[("title", "jfk")]);
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let accepted: Value = resp.json().unwrap();
+    let id = accepted["call"]["id"].as_str().unwrap().to_string();
+    drop(server);
+    let sha: String = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        sqlx::query_scalar("SELECT sha256 FROM blobs")
+            .fetch_one(open_db(dir.path()).await.pool())
+            .await
+            .unwrap()
+    });
+    let file = dir.path().join("data/blobs").join(&sha[..2]).join(&sha);
+    assert!(file.exists());
+    // What a crash of the database store leaves: a spool file nothing will finish.
+    std::fs::create_dir_all(dir.path().join("data/tmp")).unwrap();
+    std::fs::write(dir.path().join("data/tmp/left-by-a-crash"), b"partial").unwrap();
+
+    // The operator switches to the database store: the recording is still in the directory.
+    let (ok, text) = doctor(with_store("db"), &["--dry-run"]);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("1 upload(s) are in the blob directory")
+            && text.contains("not in the database, which [data] blobs names")
+            && text.contains("1 unfinished upload file(s)"),
+        "{text}"
+    );
+    assert!(!text.contains("missing upload"), "reported once: {text}");
+    let (ok, text) = doctor(with_store("db"), &[]);
+    assert!(ok && text.contains("moved them"), "{text}");
+    let (ok, text) = doctor(with_store("db"), &["--dry-run"]);
+    assert!(ok && text.contains("0 repaired, 0 problem(s)"), "{text}");
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("data/tmp"))
+            .unwrap()
+            .count(),
+        0
+    );
+    assert!(count(dir.path(), "blob_chunks") > 0);
+    assert!(!file.exists());
+
+    // The database store serves the same bytes.
+    let server = Server::start(with_store("db"));
+    let served = server.get(&format!("/calls/{id}/recording"), &rep);
+    assert_eq!(served.status(), StatusCode::OK);
+    assert_eq!(served.bytes().unwrap().as_ref(), &wav[..]);
 }

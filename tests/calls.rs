@@ -48,46 +48,6 @@ fn crm() -> (String, mpsc::Receiver<Value>) {
     (url, rx)
 }
 
-struct Api {
-    url: String,
-    http: reqwest::blocking::Client,
-}
-
-impl Api {
-    fn get(&self, token: &str, path: &str) -> reqwest::blocking::Response {
-        self.http
-            .get(format!("{}{path}", self.url))
-            .bearer_auth(token)
-            .send()
-            .unwrap()
-    }
-
-    fn json(&self, token: &str, path: &str) -> Value {
-        let resp = self.get(token, path);
-        assert_eq!(resp.status(), StatusCode::OK, "GET {path}");
-        resp.json().unwrap()
-    }
-
-    fn upload(
-        &self,
-        token: &str,
-        file: Vec<u8>,
-        fields: &[(&str, &str)],
-    ) -> reqwest::blocking::Response {
-        upload_call(&self.url, token, file, fields)
-    }
-
-    /// Polls the call until its analysis is done (or fails the test).
-    fn wait_done(&self, token: &str, id: &str) -> Value {
-        poll(Duration::from_secs(600), || {
-            std::thread::sleep(Duration::from_millis(500));
-            let call = self.json(token, &format!("/calls/{id}"));
-            assert_ne!(call["status"], "failed", "{call}");
-            (call["status"] == "done").then_some(call)
-        })
-    }
-}
-
 #[test]
 fn import_upload_insights_exports_scoping_and_bad_uploads() {
     let dir = tempfile::tempdir().unwrap();
@@ -103,10 +63,7 @@ fn import_upload_insights_exports_scoping_and_bad_uploads() {
         .env("DEALDESK_SERVER_MAX_UPLOAD_BYTES", "2000000")
         .env("DEALDESK_LLM_THREADS", "1");
     let server = Server::start(cmd);
-    let api = Api {
-        url: server.url.clone(),
-        http: client(),
-    };
+    let api = Api::new(&server.url);
 
     // A corrupt upload is refused before anything is recorded.
     let garbage: Vec<u8> = (0..50_000u32)
@@ -314,17 +271,6 @@ fn import_upload_insights_exports_scoping_and_bad_uploads() {
     assert_eq!(api.json(&rep, "/calls").as_array().unwrap().len(), 2);
 }
 
-impl Api {
-    fn put(&self, token: &str, path: &str, body: Value) -> reqwest::blocking::Response {
-        self.http
-            .put(format!("{}{path}", self.url))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .unwrap()
-    }
-}
-
 /// A mono upload with participants gets speaker-attributed segments; relabelling through the
 /// API is scoped, checked and re-attributes the transcript.
 #[test]
@@ -336,10 +282,7 @@ fn mono_upload_is_diarized_and_relabelled() {
     let mut cmd = dealdesk(dir.path());
     cmd.env("DEALDESK_LLM_THREADS", "1");
     let server = Server::start(cmd);
-    let api = Api {
-        url: server.url.clone(),
-        http: client(),
-    };
+    let api = Api::new(&server.url);
     let call = Path::new(EVAL).join("en-02");
     let reference: Value =
         serde_json::from_str(&std::fs::read_to_string(call.join("transcript.json")).unwrap())

@@ -1,6 +1,6 @@
 //! Faults against the real binary on a real database: `kill -9` during an upload, a bid
-//! import (tantivy commits), a model answer and a migration; a full disk under an upload; a
-//! corrupted index file; a database locked by another process. After each, `dealdesk doctor`
+//! import (tantivy commits), a model answer and a migration; a full disk under an upload and
+//! under the database; a corrupted index file; a database locked by another process. After each, `dealdesk doctor`
 //! reports and repairs, and the test checks that every record that got a 2xx is there and
 //! that nothing half-written is visible.
 
@@ -19,19 +19,6 @@ const WAV: &str = concat!(
     "/../shared/eval/calls/en-02/call.wav"
 );
 const CORPUS_BIDS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/corpus/bids");
-
-/// Runs `dealdesk doctor ARGS`; returns whether it exited 0 and what it printed.
-fn doctor(cmd: Command, args: &[&str]) -> (bool, String) {
-    let mut cmd = cmd;
-    let out = cmd.arg("doctor").args(args).output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    eprintln!("--- dealdesk doctor {args:?}\n{text}");
-    (out.status.success(), text)
-}
 
 /// Nothing half-written is visible and nothing is left to repair: `doctor --dry-run` finds
 /// no problem, every upload row has its file with the right sha256, every call's recording
@@ -413,6 +400,67 @@ fn a_full_disk_refuses_the_upload_with_503_and_keeps_nothing_of_it() {
     assert_consistent(cmd, dir.path(), &blobs);
 }
 
+/// Takes every byte left on the file system of `path` with the file `path`.
+fn fill(path: &Path) {
+    let mut file = std::fs::File::create(path).unwrap();
+    for size in [64 * 1024, 512, 1] {
+        let block = vec![0u8; size];
+        while file.write_all(&block).is_ok() {}
+    }
+}
+
+#[test]
+fn a_full_database_disk_refuses_writes_with_503_and_loses_no_accepted_one() {
+    let dir = tempfile::tempdir().unwrap();
+    if !db_url(dir.path()).starts_with("sqlite://") {
+        eprintln!("SKIPPED on PostgreSQL: the database's disk is the database server's");
+        return;
+    }
+    let data = dir.path().join("data");
+    let Some(_mount) = Tmpfs::mount(&data, "16m") else {
+        return;
+    };
+    let token = add_user(dir.path(), "dan", "rep", "emea");
+    let mut cmd = dealdesk(dir.path());
+    cmd.env("DEALDESK_JOBS_WORKERS", "0");
+    let server = Server::start(cmd);
+    let deal = json!({"list_price": 1000.0, "region": "emea", "segment": "smb"});
+    assert_eq!(server.post("/deals", &token, deal.clone()).status(), 201);
+
+    fill(&data.join("filler"));
+    // Writes that still fit in pages SQLite already has succeed; the first that needs a new
+    // one is refused.
+    let mut accepted = 1;
+    let refused = loop {
+        let resp = server.post("/deals", &token, deal.clone());
+        if resp.status() != 201 {
+            break resp;
+        }
+        accepted += 1;
+        assert!(accepted < 5000, "the full disk never refused a write");
+    };
+    eprintln!("{accepted} deals accepted before the disk refused one");
+    assert_eq!(refused.status(), 503);
+    assert!(refused.headers().contains_key("retry-after"));
+    let body: Value = refused.json().unwrap();
+    assert_eq!(body["code"], "unavailable");
+    assert!(
+        body["message"].as_str().unwrap().contains("disk is full"),
+        "{body}"
+    );
+    assert_eq!(server.get("/me", &token).status(), 200, "reads go on");
+
+    std::fs::remove_file(data.join("filler")).unwrap();
+    assert_eq!(server.post("/deals", &token, deal).status(), 201);
+    drop(server);
+    assert_eq!(
+        count(dir.path(), "SELECT COUNT(*) FROM deals"),
+        accepted + 1,
+        "every accepted deal, nothing of the refused one"
+    );
+    assert_consistent(dealdesk(dir.path()), dir.path(), &blobs_of(dir.path()));
+}
+
 /// Overwrites the middle of the largest file of the index in `dir`.
 fn corrupt_index(dir: &Path) -> PathBuf {
     let victim = std::fs::read_dir(dir)
@@ -479,39 +527,78 @@ fn a_corrupted_index_file_is_found_and_rebuilt_from_the_database() {
     );
 }
 
+/// A write lock another process holds on the test's database: SQLite's file lock (a python3
+/// process in `BEGIN EXCLUSIVE`), or on PostgreSQL a session's `LOCK TABLE deals IN
+/// EXCLUSIVE MODE` (reads go on, writes wait).
+enum WriteLock {
+    Sqlite(std::process::Child),
+    Postgres(
+        tokio::runtime::Runtime,
+        sqlx::Transaction<'static, sqlx::Any>,
+    ),
+}
+
+impl WriteLock {
+    fn take(dir: &Path) -> WriteLock {
+        let url = db_url(dir);
+        if let Some(db_file) = url.strip_prefix("sqlite://") {
+            let mut holder = Command::new("python3")
+                .args([
+                    "-c",
+                    "import sqlite3,sys\n\
+                     c=sqlite3.connect(sys.argv[1],isolation_level=None)\n\
+                     c.execute('BEGIN EXCLUSIVE')\nprint('locked',flush=True)\nsys.stdin.read()",
+                ])
+                .arg(db_file)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("python3 runs");
+            let mut line = String::new();
+            std::io::BufRead::read_line(
+                &mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()),
+                &mut line,
+            )
+            .unwrap();
+            assert_eq!(line.trim(), "locked");
+            return WriteLock::Sqlite(holder);
+        }
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let tx = rt.block_on(async {
+            let db = dealdesk::store::Db::connect_unmigrated(&url, 1)
+                .await
+                .unwrap();
+            let mut tx = db.pool().begin().await.unwrap();
+            sqlx::query("LOCK TABLE deals IN EXCLUSIVE MODE")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            tx
+        });
+        WriteLock::Postgres(rt, tx)
+    }
+
+    fn release(self) {
+        match self {
+            WriteLock::Sqlite(mut holder) => {
+                drop(holder.stdin.take());
+                holder.wait().unwrap();
+            }
+            WriteLock::Postgres(rt, tx) => rt.block_on(tx.rollback()).unwrap(),
+        }
+    }
+}
+
 #[test]
 fn a_locked_database_answers_503_promptly_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let url = db_url(dir.path());
-    let Some(db_file) = url.strip_prefix("sqlite://").map(PathBuf::from) else {
-        eprintln!("SKIPPED on PostgreSQL: this test holds a SQLite file lock");
-        return;
-    };
     let token = add_user(dir.path(), "lea", "rep", "emea");
     let server = Server::start(dealdesk(dir.path()));
     let deal = json!({"list_price": 1000.0, "region": "emea", "segment": "smb"});
     assert_eq!(server.post("/deals", &token, deal.clone()).status(), 201);
 
     // Another process takes the write lock and keeps it.
-    let mut holder = Command::new("python3")
-        .args([
-            "-c",
-            "import sqlite3,sys\n\
-             c=sqlite3.connect(sys.argv[1],isolation_level=None)\n\
-             c.execute('BEGIN EXCLUSIVE')\nprint('locked',flush=True)\nsys.stdin.read()",
-        ])
-        .arg(&db_file)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    assert_eq!(line.trim(), "locked");
+    let lock = WriteLock::take(dir.path());
 
     let started = Instant::now();
     let resp = server.post("/deals", &token, deal.clone());
@@ -529,13 +616,12 @@ fn a_locked_database_answers_503_promptly_and_writes_nothing() {
         "{body}"
     );
     assert!(waited < Duration::from_secs(25), "{waited:?}");
-    // Reads still work beside the lock (WAL).
+    // Reads still work beside the lock (WAL on SQLite; EXCLUSIVE mode lets reads through).
     assert_eq!(server.get("/me", &token).status(), 200);
     let (ok, text) = doctor(dealdesk(dir.path()), &["--dry-run"]);
     assert!(!ok && text.contains("holds a write lock"), "{text}");
 
-    drop(holder.stdin.take());
-    holder.wait().unwrap();
+    lock.release();
     assert_eq!(server.post("/deals", &token, deal).status(), 201);
     assert_eq!(count(dir.path(), "SELECT COUNT(*) FROM deals"), 2);
     drop(server);

@@ -43,63 +43,6 @@ const INJECTED: [&str; 8] = [
     "gnore previous",
 ];
 
-struct Api {
-    url: String,
-    http: reqwest::blocking::Client,
-}
-
-impl Api {
-    fn get(&self, token: &str, path: &str) -> Response {
-        self.http
-            .get(format!("{}{path}", self.url))
-            .bearer_auth(token)
-            .send()
-            .unwrap()
-    }
-
-    fn json(&self, token: &str, path: &str) -> Value {
-        let resp = self.get(token, path);
-        assert_eq!(resp.status(), StatusCode::OK, "GET {path}");
-        resp.json().unwrap()
-    }
-
-    fn post_raw(&self, token: &str, path: &str, content_type: &str, body: Vec<u8>) -> Response {
-        self.http
-            .post(format!("{}{path}", self.url))
-            .bearer_auth(token)
-            .header("content-type", content_type)
-            .body(body)
-            .send()
-            .unwrap()
-    }
-
-    fn post(&self, token: &str, path: &str, body: &Value) -> Response {
-        self.post_raw(
-            token,
-            path,
-            "application/json",
-            body.to_string().into_bytes(),
-        )
-    }
-
-    /// Polls a call until its analysis has finished; returns it (status `done` or `failed`).
-    fn finished_call(&self, token: &str, id: &str) -> Value {
-        poll(Duration::from_secs(600), || {
-            std::thread::sleep(Duration::from_millis(300));
-            let call = self.json(token, &format!("/calls/{id}"));
-            matches!(call["status"].as_str(), Some("done" | "failed")).then_some(call)
-        })
-    }
-
-    fn finished_job(&self, token: &str, id: &str) -> Value {
-        poll(Duration::from_secs(600), || {
-            std::thread::sleep(Duration::from_millis(300));
-            let job = self.json(token, &format!("/jobs/{id}"));
-            matches!(job["state"].as_str(), Some("done" | "failed")).then_some(job)
-        })
-    }
-}
-
 /// A 4xx in the documented `{code, message}` shape; returns the body.
 fn assert_error(resp: Response, what: &str) -> Value {
     let status = resp.status();
@@ -307,10 +250,7 @@ fn hostile_content_is_refused_or_treated_as_data() {
     cmd.env("DEALDESK_SERVER_MAX_UPLOAD_BYTES", MAX_UPLOAD.to_string())
         .env("DEALDESK_LLM_THREADS", "1");
     let server = Server::start(cmd);
-    let api = Api {
-        url: server.url.clone(),
-        http: client(),
-    };
+    let api = Api::new(&server.url);
     let mut tried = 0usize;
 
     // The demo call is analysed first; its insights are what the hostile set must not touch.

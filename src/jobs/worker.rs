@@ -186,26 +186,14 @@ mod tests {
         let mut ids = Vec::new();
         for _ in 0..2 {
             queue.check_room().await.unwrap();
-            ids.push(
-                queue
-                    .enqueue("sum", &serde_json::json!({}), None)
-                    .await
-                    .unwrap()
-                    .id,
-            );
+            ids.push(enqueue_sum(&queue).await);
         }
         // Nothing finished lately: a minute.
         assert_eq!(refusal_wait(&queue).await, 60);
         // Once the waiting jobs are done there is room again; four done in the last ten
         // minutes make the wait 150 s when the queue is full again.
         for _ in 0..2 {
-            ids.push(
-                queue
-                    .enqueue("sum", &serde_json::json!({}), None)
-                    .await
-                    .unwrap()
-                    .id,
-            );
+            ids.push(enqueue_sum(&queue).await);
         }
         let mut registry = Registry::default();
         registry.register("sum", |_: &JobContext| Ok(serde_json::json!({})));
@@ -218,12 +206,18 @@ mod tests {
         pool.join().await;
         queue.check_room().await.unwrap();
         for _ in 0..2 {
-            queue
-                .enqueue("sum", &serde_json::json!({}), None)
-                .await
-                .unwrap();
+            enqueue_sum(&queue).await;
         }
         assert_eq!(refusal_wait(&queue).await, 150);
+    }
+
+    /// Enqueues a `sum` job past any limit (`enqueue` does not check the room); its id.
+    async fn enqueue_sum(queue: &JobQueue) -> String {
+        queue
+            .enqueue("sum", &serde_json::json!({}), None)
+            .await
+            .unwrap()
+            .id
     }
 
     /// The `Retry-After` of a full queue's refusal.

@@ -200,7 +200,38 @@ impl Doctor<'_> {
                 "SQLite integrity check passed, not locked".into(),
             );
         } else {
-            report.ok("database", "PostgreSQL answers".into());
+            // A session holding a table lock that blocks writes (a forgotten `LOCK TABLE`, a
+            // stuck migration) makes every write wait out the lock timeout and fail (503).
+            let holders: Vec<(i64, String, String)> = sqlx::query_as(
+                "SELECT DISTINCT l.pid::bigint, c.relname::text, l.mode FROM pg_locks l \
+                 JOIN pg_class c ON c.oid = l.relation \
+                 WHERE l.granted AND l.pid <> pg_backend_pid() \
+                 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+                 AND l.mode IN ('ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock', \
+                                'AccessExclusiveLock') \
+                 ORDER BY 1, 2",
+            )
+            .fetch_all(&mut *conn)
+            .await?;
+            if !holders.is_empty() {
+                let list: Vec<String> = holders
+                    .iter()
+                    .map(|(pid, table, mode)| format!("session {pid} holds {mode} on {table}"))
+                    .collect();
+                report.problem(
+                    "database",
+                    format!(
+                        "another session holds a write lock on PostgreSQL tables ({}): every \
+                         write to them waits 10 s and is then refused with 503 (nothing is \
+                         written)",
+                        list.join("; ")
+                    ),
+                    "end that session's transaction (or `SELECT pg_terminate_backend(PID)`); \
+                     dealdesk needs no repair, run `dealdesk doctor` again",
+                );
+                return Ok(false);
+            }
+            report.ok("database", "PostgreSQL answers, no table locked".into());
         }
         let applied = tables::applied_migrations(&mut conn, self.db.backend()).await?;
         drop(conn);
@@ -440,6 +471,7 @@ impl Doctor<'_> {
     async fn uploads(&self, report: &mut Report) -> Result<()> {
         let root = self.config.blobs_dir();
         let store = BlobStore::from_config(self.config, self.db.clone());
+        let stranded = self.blobs_in_the_other_store(&store, report).await?;
         let rt = tokio::runtime::Handle::current();
         let verified = {
             let store = store.clone();
@@ -447,10 +479,14 @@ impl Doctor<'_> {
                 .await
                 .map_err(|e| Error::Internal(format!("blob verification panicked: {e}")))??
         };
-        for (what, list) in [
-            ("missing", &verified.missing),
-            ("damaged", &verified.corrupt),
-        ] {
+        // Blobs still in the other store were reported above, with their own repair.
+        let missing: Vec<String> = verified
+            .missing
+            .iter()
+            .filter(|sha| !stranded.contains(*sha))
+            .cloned()
+            .collect();
+        for (what, list) in [("missing", &missing), ("damaged", &verified.corrupt)] {
             if list.is_empty() {
                 continue;
             }
@@ -482,29 +518,31 @@ impl Doctor<'_> {
                 ),
             );
         }
-        if verified.missing.is_empty() && verified.corrupt.is_empty() {
+        if missing.is_empty()
+            && verified.corrupt.is_empty()
+            && (stranded.is_empty() || verified.ok > 0)
+        {
             report.ok(
                 "uploads",
                 format!("{} upload(s) match their sha256", verified.ok),
             );
         }
 
-        // Files no row names: an upload cut off before it was recorded.
+        // Files in the spool (an upload or a temporary copy cut off by a crash) and files no
+        // row names.
         let known: HashSet<String> = sqlx::query_scalar("SELECT sha256 FROM blobs")
             .fetch_all(self.db.pool())
             .await?
             .into_iter()
             .collect();
-        let tmp = root.join("tmp");
-        let mut unfinished = Vec::new();
+        let spool = store.spool_dir();
+        let unfinished = super::backup::files_under(&spool)?;
         let mut unreferenced = Vec::new();
         for file in super::backup::files_under(&root)? {
-            if file.starts_with(&tmp) {
-                unfinished.push(file);
-            } else if !file
+            let named = file
                 .file_name()
-                .is_some_and(|n| known.contains(n.to_string_lossy().as_ref()))
-            {
+                .is_some_and(|n| known.contains(n.to_string_lossy().as_ref()));
+            if !named && !file.starts_with(&spool) {
                 unreferenced.push(file);
             }
         }
@@ -544,6 +582,47 @@ impl Doctor<'_> {
             report.problem("uploads", detail, "run `dealdesk doctor` to remove them");
         }
         Ok(())
+    }
+
+    /// Blobs written before `[data] blobs` changed are still in the other store, where the
+    /// configured one cannot find them: moved (each checked against its hash first) or
+    /// reported. Returns the ones left where they are.
+    async fn blobs_in_the_other_store(
+        &self,
+        store: &BlobStore,
+        report: &mut Report,
+    ) -> Result<HashSet<String>> {
+        let other = BlobStore::other_from_config(self.config, self.db.clone());
+        let all: Vec<String> = sqlx::query_scalar("SELECT sha256 FROM blobs ORDER BY sha256")
+            .fetch_all(self.db.pool())
+            .await?;
+        let mut stranded = HashSet::new();
+        for sha in all {
+            if !store.holds(&sha).await? && other.holds(&sha).await? {
+                stranded.insert(sha);
+            }
+        }
+        if stranded.is_empty() {
+            return Ok(stranded);
+        }
+        let detail = format!(
+            "{} upload(s) are in {}, not in {}, which [data] blobs names",
+            stranded.len(),
+            other.describe(),
+            store.describe()
+        );
+        if !self.repair {
+            report.problem("uploads", detail, "run `dealdesk doctor` to move them");
+            return Ok(stranded);
+        }
+        let mut sorted: Vec<String> = stranded.iter().cloned().collect();
+        sorted.sort();
+        for sha in sorted {
+            store.move_from(&other, &sha).await?;
+            stranded.remove(&sha);
+        }
+        report.repaired("uploads", format!("{detail}: moved them"));
+        Ok(stranded)
     }
 
     /// The search indexes: damaged ones are rebuilt, stale ones brought in line.

@@ -140,6 +140,86 @@ impl BlobStore {
         }
     }
 
+    /// The store `[data] blobs` does not name: where blobs written before the setting changed
+    /// are, for `dealdesk doctor` to move them.
+    pub fn other_from_config(config: &Config, db: Db) -> BlobStore {
+        match config.data.blobs {
+            BlobBackend::Dir => Self::database(db, config.data.dir.join("tmp")),
+            BlobBackend::Db => Self::directory(config.blobs_dir(), db),
+        }
+    }
+
+    /// Where uploads and temporary copies are written before they are complete; what a crash
+    /// leaves there is an unfinished upload.
+    pub fn spool_dir(&self) -> PathBuf {
+        match &self.backend {
+            Backend::Dir { root } => root.join("tmp"),
+            Backend::Db { spool } => spool.clone(),
+        }
+    }
+
+    /// The store in words, for reports.
+    pub fn describe(&self) -> String {
+        match &self.backend {
+            Backend::Dir { root } => format!("the blob directory {}", root.display()),
+            Backend::Db { .. } => "the database".into(),
+        }
+    }
+
+    /// Whether any of the blob's content is stored here (nothing is read or hashed).
+    pub async fn holds(&self, sha256: &str) -> Result<bool> {
+        let sha256 = checked(sha256)?;
+        Ok(match &self.backend {
+            Backend::Dir { root } => tokio::fs::try_exists(blob_path(root, &sha256))
+                .await
+                .unwrap_or(false),
+            Backend::Db { .. } => chunk_count(self.db.pool(), &sha256).await? > 0,
+        })
+    }
+
+    /// Moves a blob's content from `source`, the other backend, into this store: copied,
+    /// checked against its hash, and only then removed from `source`. The blob's row, shared
+    /// by both backends, stays as it is.
+    pub async fn move_from(&self, source: &BlobStore, sha256: &str) -> Result<()> {
+        let sha256 = checked(sha256)?;
+        // The database backend checks its copy; a file is checked here, before it is copied
+        // under a name it might not deserve.
+        let file = source.local_file(&sha256).await?;
+        let path = file.path().to_path_buf();
+        let actual = tokio::task::spawn_blocking(move || hash_file(&path, &mut |_| {}))
+            .await
+            .map_err(|e| Error::Internal(format!("hashing a blob panicked: {e}")))?
+            .map_err(|e| Error::io("cannot read a stored blob", file.path(), e))?;
+        if actual != sha256 {
+            return Err(Error::Internal(format!(
+                "the stored content of blob {sha256} in {} does not match its hash; it was not \
+                 moved",
+                source.describe()
+            )));
+        }
+        let reader = tokio::fs::File::open(file.path())
+            .await
+            .map_err(|e| Error::io("cannot read a stored blob", file.path(), e))?;
+        self.put(reader, "application/octet-stream", u64::MAX)
+            .await?;
+        drop(file);
+        match &source.backend {
+            Backend::Dir { root } => {
+                let path = blob_path(root, &sha256);
+                tokio::fs::remove_file(&path)
+                    .await
+                    .map_err(|e| Error::io("cannot remove a moved blob", &path, e))?;
+            }
+            Backend::Db { .. } => {
+                sqlx::query("DELETE FROM blob_chunks WHERE sha256 = $1")
+                    .bind(&sha256)
+                    .execute(self.db.pool())
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Streams `reader` into the store, refusing more than `max_bytes` (and, in the database,
     /// more than [`DB_MAX_BYTES`]).
     pub async fn put<R: AsyncRead + Unpin>(
@@ -148,12 +228,11 @@ impl BlobStore {
         media_type: &str,
         max_bytes: u64,
     ) -> Result<Blob> {
-        let (spool, limit) = match &self.backend {
-            Backend::Dir { root } => (root.join("tmp"), Limit::Upload(max_bytes)),
-            Backend::Db { spool } if max_bytes > DB_MAX_BYTES => (spool.clone(), Limit::Database),
-            Backend::Db { spool } => (spool.clone(), Limit::Upload(max_bytes)),
+        let limit = match &self.backend {
+            Backend::Db { .. } if max_bytes > DB_MAX_BYTES => Limit::Database,
+            _ => Limit::Upload(max_bytes),
         };
-        let tmp = TempFile::new_in(&spool).await?;
+        let tmp = TempFile::new_in(&self.spool_dir()).await?;
         let (sha256, size) = write_tmp(&mut reader, tmp.path(), limit).await?;
         let inserted = match &self.backend {
             Backend::Dir { root } => {
@@ -188,11 +267,7 @@ impl BlobStore {
     ) -> Result<bool> {
         let mut tx = self.db.begin().await?;
         let inserted = record(&mut *tx, sha256, size, media_type).await?;
-        let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM blob_chunks WHERE sha256 = $1")
-            .bind(sha256)
-            .fetch_one(&mut *tx)
-            .await?;
-        if stored == 0 {
+        if chunk_count(&mut *tx, sha256).await? == 0 {
             let path = tmp.path();
             let mut file = tokio::fs::File::open(path)
                 .await
@@ -463,6 +538,19 @@ where
     Ok(inserted > 0)
 }
 
+/// How many `blob_chunks` rows the blob has.
+async fn chunk_count<'e, E>(executor: E, sha256: &str) -> Result<i64>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    Ok(
+        sqlx::query_scalar("SELECT COUNT(*) FROM blob_chunks WHERE sha256 = $1")
+            .bind(sha256)
+            .fetch_one(executor)
+            .await?,
+    )
+}
+
 /// Streams `reader` into the file at `tmp_path`, hashing it and stopping past `limit`; the
 /// file is synced before its sha256 and size are returned.
 async fn write_tmp<R: AsyncRead + Unpin>(
@@ -544,11 +632,7 @@ mod tests {
 
     /// Files left in the store's spool directory.
     fn spooled(store: &BlobStore) -> usize {
-        let dir = match &store.backend {
-            Backend::Dir { root } => root.join("tmp"),
-            Backend::Db { spool } => spool.clone(),
-        };
-        std::fs::read_dir(dir).map_or(0, |d| d.count())
+        std::fs::read_dir(store.spool_dir()).map_or(0, |d| d.count())
     }
 
     async fn count(store: &BlobStore, table: &str) -> i64 {
@@ -585,6 +669,33 @@ mod tests {
                     .unwrap();
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_blob_moves_between_backends_only_when_intact() {
+        let (dir, db) = crate::store::temp_db().await;
+        let files = BlobStore::directory(dir.path().join("blobs"), db.clone());
+        let rows = BlobStore::database(db, dir.path().join("spool"));
+        let content = b"a recording made before [data] blobs changed";
+        let sha = files
+            .put(&content[..], "audio/wav", 100)
+            .await
+            .unwrap()
+            .sha256;
+        for (from, to) in [(&files, &rows), (&rows, &files)] {
+            assert!(from.holds(&sha).await.unwrap() && !to.holds(&sha).await.unwrap());
+            to.move_from(from, &sha).await.unwrap();
+            assert!(!from.holds(&sha).await.unwrap() && to.holds(&sha).await.unwrap());
+            let copy = to.local_file(&sha).await.unwrap();
+            assert_eq!(std::fs::read(copy.path()).unwrap(), content);
+        }
+        assert_eq!(count(&files, "blobs").await, 1);
+
+        tamper(&files, &sha, b"damaged").await;
+        let err = rows.move_from(&files, &sha).await.unwrap_err();
+        assert!(err.to_string().contains("does not match its hash"), "{err}");
+        assert!(files.holds(&sha).await.unwrap() && !rows.holds(&sha).await.unwrap());
+        assert_eq!(spooled(&files) + spooled(&rows), 0);
     }
 
     #[tokio::test]

@@ -94,7 +94,7 @@ impl Db {
         through: i64,
     ) -> Result<Db> {
         let db = Self::connect_unmigrated(url, max_connections).await?;
-        migrator(db.backend, through).run(&db.pool).await?;
+        db.migrate_through(through).await?;
         Ok(db)
     }
 
@@ -121,15 +121,21 @@ impl Db {
             .max_connections(max_connections.max(1))
             .after_connect(move |conn, _| {
                 Box::pin(async move {
-                    if backend == Backend::Sqlite {
+                    match backend {
                         // WAL lets readers run beside the writer; FULL sync makes every
                         // committed job and upload record survive a crash or power loss.
-                        conn.execute(
-                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                             PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
-                        )
-                        .await?;
-                    }
+                        Backend::Sqlite => {
+                            conn.execute(
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                                 PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                            )
+                            .await?
+                        }
+                        // The same bound on waiting for a lock another session holds: past
+                        // it the statement fails (55P03, 503 to a client) instead of hanging
+                        // a request for as long as a forgotten transaction stays open.
+                        Backend::Postgres => conn.execute(PG_LOCK_TIMEOUT).await?,
+                    };
                     Ok(())
                 })
             })
@@ -148,7 +154,22 @@ impl Db {
 
     /// Applies the migrations this binary has and the database lacks.
     pub async fn migrate(&self) -> Result<()> {
-        Ok(migrator(self.backend, i64::MAX).run(&self.pool).await?)
+        self.migrate_through(i64::MAX).await
+    }
+
+    /// Applies the migrations up to `through`. On PostgreSQL without the lock timeout: a
+    /// process that starts while another migrates waits for its advisory lock as long as the
+    /// migration takes.
+    async fn migrate_through(&self, through: i64) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        if self.backend == Backend::Postgres {
+            (&mut *conn).execute("SET lock_timeout = 0").await?;
+        }
+        let ran = migrator(self.backend, through).run(&mut *conn).await;
+        if self.backend == Backend::Postgres {
+            (&mut *conn).execute(PG_LOCK_TIMEOUT).await?;
+        }
+        Ok(ran?)
     }
 
     /// The connection pool, for queries.
@@ -195,6 +216,9 @@ pub fn source_checksum(backend: Backend, version: i64, applied: &[u8]) -> Vec<u8
         _ => applied.to_vec(),
     }
 }
+
+/// How long a PostgreSQL statement waits for a lock, like SQLite's `busy_timeout`.
+const PG_LOCK_TIMEOUT: &str = "SET lock_timeout = '10s'";
 
 /// Whether `e` means another connection or process holds a lock the statement needed, past
 /// the busy timeout (SQLite `SQLITE_BUSY`/`SQLITE_LOCKED`, PostgreSQL lock timeouts): the work

@@ -25,6 +25,18 @@ pub fn dealdesk(dir: &Path) -> Command {
     cmd
 }
 
+/// Runs `dealdesk doctor ARGS`; returns whether it exited 0 and what it printed.
+pub fn doctor(mut cmd: Command, args: &[&str]) -> (bool, String) {
+    let out = cmd.arg("doctor").args(args).output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("--- dealdesk doctor {args:?}\n{text}");
+    (out.status.success(), text)
+}
+
 /// The database of the test whose files are in `dir`: the SQLite file in its data directory,
 /// or its own PostgreSQL database when `TEST_POSTGRES_URL` is set (scripts/test runs the
 /// suite on both).
@@ -147,6 +159,115 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A client of one running server for tests that act as several users: the token first.
+pub struct Api {
+    pub url: String,
+    pub http: reqwest::blocking::Client,
+}
+
+impl Api {
+    pub fn new(url: &str) -> Api {
+        Api {
+            url: url.to_string(),
+            http: client(),
+        }
+    }
+
+    pub fn get(&self, token: &str, path: &str) -> reqwest::blocking::Response {
+        self.http
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(token)
+            .send()
+            .unwrap()
+    }
+
+    /// `GET path`, which must answer 200; its JSON.
+    pub fn json(&self, token: &str, path: &str) -> serde_json::Value {
+        let resp = self.get(token, path);
+        assert_eq!(resp.status(), reqwest::StatusCode::OK, "GET {path}");
+        resp.json().unwrap()
+    }
+
+    pub fn post_raw(
+        &self,
+        token: &str,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> reqwest::blocking::Response {
+        self.http
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(token)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .unwrap()
+    }
+
+    pub fn post(
+        &self,
+        token: &str,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> reqwest::blocking::Response {
+        self.post_raw(
+            token,
+            path,
+            "application/json",
+            body.to_string().into_bytes(),
+        )
+    }
+
+    pub fn put(
+        &self,
+        token: &str,
+        path: &str,
+        body: serde_json::Value,
+    ) -> reqwest::blocking::Response {
+        self.http
+            .put(format!("{}{path}", self.url))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .unwrap()
+    }
+
+    /// `POST /calls` with `file` and the text `fields`.
+    pub fn upload(
+        &self,
+        token: &str,
+        file: Vec<u8>,
+        fields: &[(&str, &str)],
+    ) -> reqwest::blocking::Response {
+        upload_call(&self.url, token, file, fields)
+    }
+
+    /// Polls a call until its analysis has finished; returns it (status `done` or `failed`).
+    pub fn finished_call(&self, token: &str, id: &str) -> serde_json::Value {
+        poll(Duration::from_secs(600), || {
+            std::thread::sleep(Duration::from_millis(300));
+            let call = self.json(token, &format!("/calls/{id}"));
+            matches!(call["status"].as_str(), Some("done" | "failed")).then_some(call)
+        })
+    }
+
+    /// Polls a call until its analysis is done (or fails the test).
+    pub fn wait_done(&self, token: &str, id: &str) -> serde_json::Value {
+        let call = self.finished_call(token, id);
+        assert_eq!(call["status"], "done", "{call}");
+        call
+    }
+
+    /// Polls a job until it has finished; returns it (state `done` or `failed`).
+    pub fn finished_job(&self, token: &str, id: &str) -> serde_json::Value {
+        poll(Duration::from_secs(600), || {
+            std::thread::sleep(Duration::from_millis(300));
+            let job = self.json(token, &format!("/jobs/{id}"));
+            matches!(job["state"].as_str(), Some("done" | "failed")).then_some(job)
+        })
     }
 }
 
