@@ -451,7 +451,8 @@ fn a_full_database_disk_refuses_writes_with_503_and_loses_no_accepted_one() {
     assert_eq!(server.get("/me", &token).status(), 200, "reads go on");
 
     std::fs::remove_file(data.join("filler")).unwrap();
-    assert_eq!(server.post("/deals", &token, deal).status(), 201);
+    let resp = server.post("/deals", &token, deal);
+    assert_eq!(resp.status(), 201, "{}", resp.text().unwrap());
     drop(server);
     assert_eq!(
         count(dir.path(), "SELECT COUNT(*) FROM deals"),

@@ -139,6 +139,19 @@ impl Db {
                     Ok(())
                 })
             })
+            .after_release(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // The ping flushes the rollback a dropped transaction queued. A depth
+                        // still above zero then means SQLite had rolled the transaction back
+                        // itself (a full disk, an I/O error), sqlx's ROLLBACK failed, and sqlx
+                        // would refuse every later BEGIN on this connection: close it.
+                        conn.ping().await?;
+                        return Ok(!conn.is_in_transaction());
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(options)
             .await
             .map_err(|e| match e {
