@@ -262,7 +262,7 @@ mod tests {
 
     async fn append_n(db: &Db, n: usize) {
         for i in 0..n {
-            let mut tx = db.pool().begin().await.unwrap();
+            let mut tx = db.begin().await.unwrap();
             append(
                 &mut tx,
                 NewEvent {
@@ -294,7 +294,7 @@ mod tests {
     #[tokio::test]
     async fn floats_read_back_hash_the_same() {
         let (_dir, db) = crate::store::temp_db().await;
-        let mut tx = db.pool().begin().await.unwrap();
+        let mut tx = db.begin().await.unwrap();
         append(
             &mut tx,
             NewEvent {

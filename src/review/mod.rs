@@ -448,7 +448,7 @@ mod tests {
         let w = World::new().await;
         let mut rules = Rules::builtin();
         rules.breaker.window = 10;
-        let mut tx = w.db.pool().begin().await.unwrap();
+        let mut tx = w.db.begin().await.unwrap();
         assert!(
             !breaker::observe(&mut tx, &rules, Kind::Commitment, 8, 2)
                 .await
@@ -479,7 +479,7 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, Error::NotFound(_)));
 
-        let mut tx = w.db.pool().begin().await.unwrap();
+        let mut tx = w.db.begin().await.unwrap();
         assert!(
             !breaker::observe_calibration(&mut tx, &rules, 0.02)
                 .await

@@ -55,7 +55,7 @@ pub fn proposal(kind: Kind, owner: &User) -> Proposal {
 }
 
 pub async fn propose_one(db: &Db, proposal: &Proposal) -> String {
-    let mut tx = db.pool().begin().await.unwrap();
+    let mut tx = db.begin().await.unwrap();
     let id = propose(&mut tx, proposal).await.unwrap();
     tx.commit().await.unwrap();
     id

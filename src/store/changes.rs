@@ -111,7 +111,7 @@ mod tests {
     use crate::store::temp_db;
 
     async fn write(db: &Db, entity_id: &str, rev: Option<i64>, at: i64) {
-        let mut tx = db.pool().begin().await.unwrap();
+        let mut tx = db.begin().await.unwrap();
         record(&mut tx, "bid", entity_id, rev, at).await.unwrap();
         tx.commit().await.unwrap();
     }
@@ -146,7 +146,7 @@ mod tests {
             }]
         );
         // Other entities' changes are not this follower's.
-        let mut tx = db.pool().begin().await.unwrap();
+        let mut tx = db.begin().await.unwrap();
         record(&mut tx, "call", "c", Some(1), 1_000_300)
             .await
             .unwrap();
