@@ -353,7 +353,7 @@ pub async fn enqueue(
     tender: Tender,
 ) -> Result<crate::jobs::Job> {
     tender.validate()?;
-    jobs.check_room().await?;
+    let _place = jobs.admit().await?;
     let job = DraftJob {
         tender,
         region: user.region.clone(),

@@ -237,8 +237,9 @@ pub async fn upload(
             "send the recording as multipart/form-data with a `file` field ({e})"
         ))
     })?;
-    // Before reading the body: a full queue refuses the upload rather than storing it.
-    state.jobs.check_room().await?;
+    // Before reading the body: a full queue refuses the upload rather than storing it. The
+    // place is held until the call's job is queued.
+    let _place = state.jobs.admit().await?;
     let (form, blob) = read_upload(&mut multipart, |field| {
         let state = state.clone();
         Box::pin(async move { store_file(&state, field).await })

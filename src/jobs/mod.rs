@@ -15,7 +15,7 @@ mod worker;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -114,6 +114,28 @@ pub struct JobQueue {
     lease: Duration,
     max_attempts: u32,
     max_queued: u64,
+    /// Work this process admitted that is not a job yet (an upload being read): counted
+    /// against `max_queued` with the queued jobs, so a burst of uploads that all arrive
+    /// before the first is queued cannot all pass the check.
+    admitted: Arc<AtomicU64>,
+}
+
+/// A place in the job queue held from [`JobQueue::admit`] until the job is enqueued (or the
+/// request fails); dropping it gives the place back.
+#[derive(Debug)]
+pub struct Admission(Arc<AtomicU64>);
+
+impl Admission {
+    fn new(admitted: &Arc<AtomicU64>) -> Admission {
+        admitted.fetch_add(1, Ordering::SeqCst);
+        Admission(admitted.clone())
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// How a run ended.
@@ -135,20 +157,27 @@ impl JobQueue {
             lease: Duration::from_secs(config.lease_secs),
             max_attempts: config.max_attempts,
             max_queued: config.max_queued,
+            admitted: Arc::default(),
         }
     }
 
-    /// Refuses new work while `jobs.max_queued` jobs already wait for a worker: the client is
-    /// told when to come back (`Error::RateLimited`, HTTP 429 with `Retry-After`) instead of
-    /// having work accepted that cannot be done soon. The wait is the time per finished job
-    /// over the last ten minutes (a minute when nothing finished), between 5 and 600 seconds.
-    pub async fn check_room(&self) -> Result<()> {
+    /// Admits one more piece of work, or refuses it while `jobs.max_queued` jobs already wait
+    /// for a worker (with the work this process admitted and has not queued yet): the client
+    /// is told when to come back (`Error::RateLimited`, HTTP 429 with `Retry-After`) instead
+    /// of having work accepted that cannot be done soon. The wait is the time per finished
+    /// job over the last ten minutes (a minute when nothing finished), between 5 and 600
+    /// seconds. Hold the [`Admission`] until the job is enqueued.
+    pub async fn admit(&self) -> Result<Admission> {
+        // Counted before the queue is read: of two requests that race, the later sees both.
+        let admission = Admission::new(&self.admitted);
         let waiting: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE state = 'queued'")
             .fetch_one(self.db.pool())
             .await?;
-        if (waiting as u64) < self.max_queued {
-            return Ok(());
+        let admitted = self.admitted.load(Ordering::SeqCst);
+        if waiting as u64 + admitted <= self.max_queued {
+            return Ok(admission);
         }
+        drop(admission);
         const WINDOW_SECS: i64 = 600;
         let finished: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM jobs WHERE state IN ('done', 'failed') AND finished_at >= $1",
@@ -163,8 +192,9 @@ impl JobQueue {
         };
         Err(Error::RateLimited {
             message: format!(
-                "{waiting} jobs are already waiting for a worker (jobs.max_queued = {}): try \
-                 again in about {retry_after_secs} s",
+                "{waiting} jobs are already waiting for a worker and {} more are being \
+                 received (jobs.max_queued = {}): try again in about {retry_after_secs} s",
+                admitted.saturating_sub(1),
                 self.max_queued
             ),
             retry_after_secs,

@@ -185,7 +185,7 @@ mod tests {
         let queue = JobQueue::new(db, &config);
         let mut ids = Vec::new();
         for _ in 0..2 {
-            queue.check_room().await.unwrap();
+            let _place = queue.admit().await.unwrap();
             ids.push(enqueue_sum(&queue).await);
         }
         // Nothing finished lately: a minute.
@@ -204,7 +204,15 @@ mod tests {
         }
         tx.send(true).unwrap();
         pool.join().await;
-        queue.check_room().await.unwrap();
+        // Work admitted and not queued yet (uploads being received) takes its place at once,
+        // so a burst cannot all pass before the first is queued; a place given back is free.
+        let first = queue.admit().await.unwrap();
+        let second = queue.admit().await.unwrap();
+        assert!(matches!(
+            queue.admit().await,
+            Err(Error::RateLimited { .. })
+        ));
+        drop((first, second));
         for _ in 0..2 {
             enqueue_sum(&queue).await;
         }
@@ -222,7 +230,7 @@ mod tests {
 
     /// The `Retry-After` of a full queue's refusal.
     async fn refusal_wait(queue: &JobQueue) -> u64 {
-        match queue.check_room().await {
+        match queue.admit().await {
             Err(Error::RateLimited {
                 retry_after_secs, ..
             }) => retry_after_secs,
