@@ -22,6 +22,10 @@ use crate::error::{Error, Result};
 /// A new tender to find precedents for.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Tender {
+    /// What is searched with, with the requirements: one of the two must have words in it, and
+    /// the two together at most 64 KiB (the schema asks for a title, the product takes
+    /// requirements alone too).
+    #[schema(pattern = r"\S", max_length = 4096)]
     pub title: String,
     #[serde(default)]
     pub buyer: String,

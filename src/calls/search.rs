@@ -391,7 +391,8 @@ pub async fn refresh(db: &Db, config: &Config, call_id: &str) {
 #[serde(deny_unknown_fields)]
 #[schema(as = CallSearchRequest)]
 pub struct SearchRequest {
-    /// Words or a phrase, English or Mandarin.
+    /// Words or a phrase, English or Mandarin: at most 1,000 bytes.
+    #[schema(pattern = r"\S", max_length = 250)]
     pub query: String,
     /// Only this rep's calls (name or id; a rep may only give themselves).
     #[serde(default)]

@@ -13,8 +13,18 @@ use crate::users::{self, NewUser, Role, User};
 /// A user to create.
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct NewUserRequest {
+    /// 1 to 200 bytes of printable text, unique among the users.
+    #[schema(
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$",
+        max_length = 50
+    )]
     pub name: String,
     pub role: Role,
+    /// 1 to 100 bytes of printable text.
+    #[schema(
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$",
+        max_length = 25
+    )]
     pub region: String,
 }
 

@@ -25,6 +25,8 @@ pub struct DealInput {
     pub region: Option<String>,
     #[serde(default)]
     pub segment: Option<String>,
+    /// A positive amount.
+    #[schema(exclusive_minimum = 0.0)]
     pub list_price: f64,
     /// Default: the segment's cost_ratio × list price.
     #[serde(default)]
