@@ -35,6 +35,7 @@
 
 pub mod decode;
 pub mod filter;
+mod mkv;
 mod mp4;
 mod resample;
 #[cfg(test)]

@@ -1,0 +1,183 @@
+//! A check of a Matroska/WebM file's element sizes before symphonia reads them. symphonia's
+//! MKV demuxer reads a string or binary element into a buffer of its declared size, so a file
+//! of 31 bytes declaring a 555 GB `DocType` makes it allocate that much, and the failed
+//! allocation aborts the whole process (found by fuzzing, `fuzz/`). A real element's data is in
+//! the file, so a size far beyond the file's end is corruption, refused here before any
+//! allocation. A recording cut off mid-block (its last element a little short) still passes,
+//! as symphonia decodes it up to the cut; master elements (which only hold other elements) are
+//! descended into, not sized.
+
+use std::io::{Read, Seek, SeekFrom};
+
+/// How far symphonia's probe searches for a format marker.
+const PROBE_LIMIT: u64 = 1024 * 1024 + 16;
+
+/// The EBML header's id, which starts every Matroska/WebM file.
+const EBML_MAGIC: [u8; 4] = [0x1A, 0x45, 0xDF, 0xA3];
+
+/// The ids of the master elements symphonia-format-mkv 0.5 knows (`element_ids.rs`).
+const MASTERS: [u32; 30] = [
+    0x1A45DFA3, 0x18538067, 0x114D9B74, 0x4DBB, 0x1549A966, 0x1F43B675, 0xA0, 0x75A1, 0xA6,
+    0x1654AE6B, 0xAE, 0xE0, 0xE1, 0x6D80, 0x6240, 0x5035, 0x47E7, 0x55B0, 0x55D0, 0x1C53BB6B, 0xBB,
+    0xB7, 0x1043A770, 0x45B9, 0xB6, 0x80, 0x1254C367, 0x7373, 0x63C0, 0x67C8,
+];
+
+/// How far past the file's end an element may reach: a block cut off by a recording that
+/// stopped. Allocations stay within the upload's size plus this.
+const CUT_OFF_SLACK: u64 = 16 * 1024 * 1024;
+
+/// Deeper than any real file nests.
+const MAX_DEPTH: usize = 16;
+
+/// `Err` (what is wrong) when an element of a Matroska/WebM input declares more data than the
+/// `len`-byte input holds. Input that is not Matroska, or that is malformed in other ways,
+/// passes: the demuxer reports those itself. Leaves `input` at an unspecified position.
+pub(super) fn check_element_sizes(
+    input: &mut (impl Read + Seek),
+    len: u64,
+) -> std::result::Result<(), String> {
+    let mut head = Vec::new();
+    if input.seek(SeekFrom::Start(0)).is_err()
+        || input.take(PROBE_LIMIT).read_to_end(&mut head).is_err()
+    {
+        return Ok(());
+    }
+    let Some(start) = head.windows(4).position(|w| w == EBML_MAGIC) else {
+        return Ok(());
+    };
+    let mut walker = Walker { input, len };
+    walker.elements(start as u64, len, 0).unwrap_or(Ok(()))
+}
+
+struct Walker<'a, R> {
+    input: &'a mut R,
+    len: u64,
+}
+
+impl<R: Read + Seek> Walker<'_, R> {
+    /// An EBML variable-length integer at the current position: its value with the length
+    /// marker kept (`keep_marker`, as ids are written) or removed (sizes), its length, and
+    /// whether every value bit is set (an unknown size). `None` when it is malformed.
+    fn vint(
+        &mut self,
+        keep_marker: bool,
+        max_len: u32,
+    ) -> std::io::Result<Option<(u64, u64, bool)>> {
+        let mut first = [0u8; 1];
+        self.input.read_exact(&mut first)?;
+        let len = first[0].leading_zeros() + 1;
+        if first[0] == 0 || len > max_len {
+            return Ok(None);
+        }
+        let marker = 0x80u8 >> (len - 1);
+        let mut value = u64::from(if keep_marker {
+            first[0]
+        } else {
+            first[0] & !marker
+        });
+        let mut all_ones = first[0] & (marker - 1) == marker - 1;
+        for _ in 1..len {
+            let mut b = [0u8; 1];
+            self.input.read_exact(&mut b)?;
+            value = (value << 8) | u64::from(b[0]);
+            all_ones &= b[0] == 0xFF;
+        }
+        Ok(Some((value, u64::from(len), all_ones)))
+    }
+
+    /// Walks the elements in `pos..end`; the outer `Err` is a read error (the walk stops there).
+    fn elements(
+        &mut self,
+        mut pos: u64,
+        end: u64,
+        depth: usize,
+    ) -> std::io::Result<std::result::Result<(), String>> {
+        while pos < end {
+            self.input.seek(SeekFrom::Start(pos))?;
+            let Some((id, id_len, _)) = self.vint(true, 4)? else {
+                return Ok(Ok(()));
+            };
+            let Some((size, size_len, unknown)) = self.vint(false, 8)? else {
+                return Ok(Ok(()));
+            };
+            let body = pos + id_len + size_len;
+            let master = MASTERS.contains(&(id as u32));
+            if master && depth < MAX_DEPTH {
+                // An element of unknown size (a live stream's segment or cluster) runs to its
+                // parent's end.
+                let inner_end = if unknown {
+                    end
+                } else {
+                    body.saturating_add(size).min(end)
+                };
+                if let Err(e) = self.elements(body, inner_end, depth + 1)? {
+                    return Ok(Err(e));
+                }
+                if unknown {
+                    return Ok(Ok(()));
+                }
+            } else if unknown || size > self.len.saturating_sub(body).saturating_add(CUT_OFF_SLACK)
+            {
+                return Ok(Err(format!(
+                    "element {id:#X} declares {} bytes of data, more than the file's {} bytes hold",
+                    if unknown {
+                        "an unknown number of".to_string()
+                    } else {
+                        size.to_string()
+                    },
+                    self.len
+                )));
+            }
+            pos = body.saturating_add(size);
+        }
+        Ok(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An EBML header holding a `DocType` string of `doctype_size` declared bytes and "webm".
+    fn header(doctype_size: &[u8]) -> Vec<u8> {
+        let mut doctype = vec![0x42, 0x82];
+        doctype.extend_from_slice(doctype_size);
+        doctype.extend_from_slice(b"webm");
+        let mut file = EBML_MAGIC.to_vec();
+        file.push(0x80 | doctype.len() as u8);
+        file.extend(doctype);
+        file
+    }
+
+    fn check(bytes: &[u8]) -> std::result::Result<(), String> {
+        check_element_sizes(&mut std::io::Cursor::new(bytes), bytes.len() as u64)
+    }
+
+    #[test]
+    fn a_leaf_larger_than_the_file_is_refused_and_a_real_one_passes() {
+        assert_eq!(check(&header(&[0x84])), Ok(()));
+        // A six-byte size of about 555 GB, as the fuzzer found it.
+        let err = check(&header(&[0x04, 0x81, 0x42, 0x85, 0x81, 0x81])).unwrap_err();
+        assert!(err.contains("element 0x4282 declares"), "{err}");
+        // Not Matroska at all.
+        assert_eq!(check(b"RIFF....WAVEfmt "), Ok(()));
+    }
+
+    #[test]
+    fn a_segment_of_unknown_size_is_descended_into() {
+        let mut file = header(&[0x84]);
+        // Segment, unknown size, holding a Void element of 2 bytes, then a block cut off
+        // (100 bytes declared, 2 there): a recording that stopped, accepted.
+        file.extend_from_slice(&[0x18, 0x53, 0x80, 0x67, 0xFF, 0xEC, 0x82, 0, 0]);
+        let mut cut_off = file.clone();
+        cut_off.extend_from_slice(&[0xA3, 0xE4, 0, 0]);
+        assert_eq!(check(&cut_off), Ok(()));
+        // One claiming 32 MiB in a file of a few bytes is refused.
+        file.extend_from_slice(&[0xA3, 0x12, 0x00, 0x00, 0x00]);
+        let err = check(&file).unwrap_err();
+        assert!(
+            err.contains("element 0xA3 declares 33554432 bytes"),
+            "{err}"
+        );
+    }
+}
