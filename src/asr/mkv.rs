@@ -5,7 +5,9 @@
 //! the file, so a size far beyond the file's end is corruption, refused here before any
 //! allocation. A recording cut off mid-block (its last element a little short) still passes,
 //! as symphonia decodes it up to the cut; master elements (which only hold other elements) are
-//! descended into, not sized.
+//! descended into, not sized. The walk reaches what symphonia reaches: the elements in order,
+//! the next top-level element after a damaged id (symphonia resynchronizes there), and the
+//! elements the seek head points to.
 
 use std::io::{Read, Seek, SeekFrom};
 
@@ -29,6 +31,18 @@ const CUT_OFF_SLACK: u64 = 16 * 1024 * 1024;
 /// Deeper than any real file nests.
 const MAX_DEPTH: usize = 16;
 
+/// The top-level elements symphonia resynchronizes on after a damaged id: Cluster, Cues, Info,
+/// SeekHead, Tags, Tracks.
+const TOP_LEVEL: [u32; 6] = [
+    0x1F43B675, 0x1C53BB6B, 0x1549A966, 0x114D9B74, 0x1254C367, 0x1654AE6B,
+];
+
+const SEGMENT: u32 = 0x18538067;
+const SEEK_POSITION: u32 = 0x53AC;
+
+/// More seek-head entries than this are not followed (a real file has a handful).
+const MAX_SEEKS: usize = 64;
+
 /// `Err` (what is wrong) when an element of a Matroska/WebM input declares more data than the
 /// `len`-byte input holds. Input that is not Matroska, or that is malformed in other ways,
 /// passes: the demuxer reports those itself. Leaves `input` at an unspecified position.
@@ -45,16 +59,44 @@ pub(super) fn check_element_sizes(
     let Some(start) = head.windows(4).position(|w| w == EBML_MAGIC) else {
         return Ok(());
     };
-    let mut walker = Walker { input, len };
-    walker.elements(start as u64, len, 0).unwrap_or(Ok(()))
+    let mut walker = Walker {
+        input,
+        len,
+        segment_data: 0,
+        seeks: Vec::new(),
+    };
+    walker.walk(start as u64).unwrap_or(Ok(()))
 }
 
 struct Walker<'a, R> {
     input: &'a mut R,
     len: u64,
+    /// Where the segment's data starts: seek positions count from there.
+    segment_data: u64,
+    /// The seek head's positions.
+    seeks: Vec<u64>,
 }
 
+/// What one level of the walk found: the outer `Err` is a read error or the end of the input
+/// (the walk stops there, as the demuxer does); the inner is an oversized element.
+type Found = std::io::Result<std::result::Result<(), String>>;
+
 impl<R: Read + Seek> Walker<'_, R> {
+    /// The file from `start`, then the elements the seek head points to (relative to the
+    /// segment's data), one each.
+    fn walk(&mut self, start: u64) -> Found {
+        if let Err(e) = self.elements(start, self.len, 0, false)? {
+            return Ok(Err(e));
+        }
+        for seek in std::mem::take(&mut self.seeks) {
+            let target = self.segment_data.saturating_add(seek);
+            if let Err(e) = self.elements(target, self.len, 1, true)? {
+                return Ok(Err(e));
+            }
+        }
+        Ok(Ok(()))
+    }
+
     /// An EBML variable-length integer at the current position: its value with the length
     /// marker kept (`keep_marker`, as ids are written) or removed (sizes), its length, and
     /// whether every value bit is set (an unknown size). `None` when it is malformed.
@@ -85,23 +127,61 @@ impl<R: Read + Seek> Walker<'_, R> {
         Ok(Some((value, u64::from(len), all_ones)))
     }
 
-    /// Walks the elements in `pos..end`; the outer `Err` is a read error (the walk stops there).
-    fn elements(
-        &mut self,
-        mut pos: u64,
-        end: u64,
-        depth: usize,
-    ) -> std::io::Result<std::result::Result<(), String>> {
+    /// The position of the next top-level id at or after `from`, as symphonia finds it after
+    /// a damaged id.
+    fn next_top_level(&mut self, from: u64) -> std::io::Result<Option<u64>> {
+        self.input.seek(SeekFrom::Start(from))?;
+        let mut window = 0u32;
+        let mut buf = [0u8; 64 * 1024];
+        let mut pos = from;
+        loop {
+            let n = self.input.read(&mut buf)?;
+            if n == 0 {
+                return Ok(None);
+            }
+            for &b in &buf[..n] {
+                window = (window << 8) | u32::from(b);
+                pos += 1;
+                if pos - from >= 4 && TOP_LEVEL.contains(&window) {
+                    return Ok(Some(pos - 4));
+                }
+            }
+        }
+    }
+
+    /// The unsigned integer of `size` bytes at the current position.
+    fn uint(&mut self, size: u64) -> std::io::Result<u64> {
+        let mut value = 0u64;
+        for _ in 0..size {
+            let mut b = [0u8; 1];
+            self.input.read_exact(&mut b)?;
+            value = (value << 8) | u64::from(b[0]);
+        }
+        Ok(value)
+    }
+
+    /// Walks the elements in `pos..end` (only the first with `once`).
+    fn elements(&mut self, mut pos: u64, end: u64, depth: usize, once: bool) -> Found {
         while pos < end {
             self.input.seek(SeekFrom::Start(pos))?;
             let Some((id, id_len, _)) = self.vint(true, 4)? else {
-                return Ok(Ok(()));
+                // symphonia skips to the next top-level element and reads on from there.
+                match self.next_top_level(pos + 1)? {
+                    Some(next) => {
+                        pos = next;
+                        continue;
+                    }
+                    None => return Ok(Ok(())),
+                }
             };
             let Some((size, size_len, unknown)) = self.vint(false, 8)? else {
                 return Ok(Ok(()));
             };
             let body = pos + id_len + size_len;
             let master = MASTERS.contains(&(id as u32));
+            if id as u32 == SEGMENT {
+                self.segment_data = body;
+            }
             if master && depth < MAX_DEPTH {
                 // An element of unknown size (a live stream's segment or cluster) runs to its
                 // parent's end.
@@ -110,7 +190,7 @@ impl<R: Read + Seek> Walker<'_, R> {
                 } else {
                     body.saturating_add(size).min(end)
                 };
-                if let Err(e) = self.elements(body, inner_end, depth + 1)? {
+                if let Err(e) = self.elements(body, inner_end, depth + 1, false)? {
                     return Ok(Err(e));
                 }
                 if unknown {
@@ -127,6 +207,12 @@ impl<R: Read + Seek> Walker<'_, R> {
                     },
                     self.len
                 )));
+            } else if id as u32 == SEEK_POSITION && size <= 8 && self.seeks.len() < MAX_SEEKS {
+                let target = self.uint(size)?;
+                self.seeks.push(target);
+            }
+            if once {
+                break;
             }
             pos = body.saturating_add(size);
         }
