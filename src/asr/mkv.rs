@@ -250,6 +250,28 @@ mod tests {
     }
 
     #[test]
+    fn the_seek_heads_targets_are_checked_too() {
+        // A segment holding a seek head whose one entry points `seek_to` bytes into the
+        // segment, then a Void element whose 12 bytes hide a Tracks element with a track whose
+        // codec id claims 32 MiB. In order, the walk skips the Void; symphonia seeks to it.
+        let file = |seek_to: u8| {
+            let mut file = header(&[0x84]);
+            file.extend_from_slice(&[0x18, 0x53, 0x80, 0x67, 0x80 | 26]);
+            file.extend_from_slice(&[0x11, 0x4D, 0x9B, 0x74, 0x87]);
+            file.extend_from_slice(&[0x4D, 0xBB, 0x84, 0x53, 0xAC, 0x81, seek_to]);
+            file.extend_from_slice(&[0xEC, 0x8C, 0x16, 0x54, 0xAE, 0x6B, 0x87]);
+            file.extend_from_slice(&[0xAE, 0x85, 0x86, 0x12, 0x00, 0x00, 0x00]);
+            file
+        };
+        assert_eq!(check(&file(0)), Ok(()));
+        let err = check(&file(14)).unwrap_err();
+        assert!(
+            err.contains("element 0x86 declares 33554432 bytes"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn a_segment_of_unknown_size_is_descended_into() {
         let mut file = header(&[0x84]);
         // Segment, unknown size, holding a Void element of 2 bytes, then a block cut off
