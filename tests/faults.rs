@@ -83,6 +83,15 @@ fn blobs_of(dir: &Path) -> PathBuf {
     dir.join("data").join("blobs")
 }
 
+/// A 503 `unavailable` answer with a `Retry-After` whose message says `why`.
+fn assert_unavailable(resp: reqwest::blocking::Response, why: &str) {
+    assert_eq!(resp.status(), 503);
+    assert!(resp.headers().contains_key("retry-after"));
+    let body: Value = resp.json().unwrap();
+    assert_eq!(body["code"], "unavailable");
+    assert!(body["message"].as_str().unwrap().contains(why), "{body}");
+}
+
 /// The call ids a user sees.
 fn call_ids(server: &Server, token: &str) -> Vec<String> {
     let calls: Value = server.get("/calls", token).json().unwrap();
@@ -376,14 +385,7 @@ fn a_full_disk_refuses_the_upload_with_503_and_keeps_nothing_of_it() {
     let server = Server::start(cmd);
 
     let resp = upload_call(&server.url, &token, wav_head(Path::new(WAV), 20), &[]);
-    assert_eq!(resp.status(), 503);
-    assert!(resp.headers().contains_key("retry-after"));
-    let body: Value = resp.json().unwrap();
-    assert_eq!(body["code"], "unavailable");
-    assert!(
-        body["message"].as_str().unwrap().contains("disk is full"),
-        "{body}"
-    );
+    assert_unavailable(resp, "disk is full");
     assert_eq!(count(dir.path(), "SELECT COUNT(*) FROM calls"), 0);
     assert_eq!(count(dir.path(), "SELECT COUNT(*) FROM blobs"), 0);
     assert_eq!(std::fs::read_dir(blobs.join("tmp")).unwrap().count(), 0);
@@ -440,14 +442,7 @@ fn a_full_database_disk_refuses_writes_with_503_and_loses_no_accepted_one() {
         assert!(accepted < 5000, "the full disk never refused a write");
     };
     eprintln!("{accepted} deals accepted before the disk refused one");
-    assert_eq!(refused.status(), 503);
-    assert!(refused.headers().contains_key("retry-after"));
-    let body: Value = refused.json().unwrap();
-    assert_eq!(body["code"], "unavailable");
-    assert!(
-        body["message"].as_str().unwrap().contains("disk is full"),
-        "{body}"
-    );
+    assert_unavailable(refused, "disk is full");
     assert_eq!(server.get("/me", &token).status(), 200, "reads go on");
 
     std::fs::remove_file(data.join("filler")).unwrap();
@@ -605,17 +600,8 @@ fn a_locked_database_answers_503_promptly_and_writes_nothing() {
     let resp = server.post("/deals", &token, deal.clone());
     let waited = started.elapsed();
     eprintln!("a write under the lock was answered in {waited:?}");
-    assert_eq!(resp.status(), 503);
     assert_eq!(resp.headers()["retry-after"], "5");
-    let body: Value = resp.json().unwrap();
-    assert_eq!(body["code"], "unavailable");
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("database is busy"),
-        "{body}"
-    );
+    assert_unavailable(resp, "database is busy");
     assert!(waited < Duration::from_secs(25), "{waited:?}");
     // Reads still work beside the lock (WAL on SQLite; EXCLUSIVE mode lets reads through).
     assert_eq!(server.get("/me", &token).status(), 200);

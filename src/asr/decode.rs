@@ -149,6 +149,19 @@ pub fn decode_file(path: &Path, channels: Channels) -> Result<Audio> {
     AudioReader::open(path, channels)?.read_to_end()
 }
 
+/// The start of the input, where symphonia's probe looks for a format marker (empty when it
+/// cannot be read): the size checks find their container's marker in it.
+fn probe_window(input: &mut (impl Read + Seek)) -> Vec<u8> {
+    const PROBE_WINDOW: u64 = 1024 * 1024 + 16;
+    let mut head = Vec::new();
+    if input.seek(SeekFrom::Start(0)).is_err()
+        || input.take(PROBE_WINDOW).read_to_end(&mut head).is_err()
+    {
+        head.clear();
+    }
+    head
+}
+
 /// Decodes an in-memory audio file (e.g. an upload) to 16 kHz. `hint` is an optional file
 /// extension (`"mp3"`); the format is probed from the content either way.
 pub fn decode_bytes<B>(bytes: B, hint: Option<&str>, channels: Channels) -> Result<Audio>
@@ -230,10 +243,11 @@ impl AudioReader {
         if let Some(len) = byte_len {
             // Sizes symphonia would allocate by, checked against the file first: a failed
             // allocation aborts the process, which no `catch_unwind` stops.
-            let checked = super::mp4::check_sample_tables(&mut inner, len)
+            let head = probe_window(&mut inner);
+            let checked = super::mp4::check_sample_tables(&mut inner, &head, len)
                 .map_err(|e| format!("the MP4/M4A file is corrupt ({e})"))
                 .and_then(|()| {
-                    super::mkv::check_element_sizes(&mut inner, len)
+                    super::mkv::check_element_sizes(&mut inner, &head, len)
                         .map_err(|e| format!("the Matroska/WebM file is corrupt ({e})"))
                 });
             inner

@@ -11,9 +11,6 @@
 
 use std::io::{Read, Seek, SeekFrom};
 
-/// How far symphonia's probe searches for a format marker.
-const PROBE_LIMIT: u64 = 1024 * 1024 + 16;
-
 /// The EBML header's id, which starts every Matroska/WebM file.
 const EBML_MAGIC: [u8; 4] = [0x1A, 0x45, 0xDF, 0xA3];
 
@@ -44,18 +41,14 @@ const SEEK_POSITION: u32 = 0x53AC;
 const MAX_SEEKS: usize = 64;
 
 /// `Err` (what is wrong) when an element of a Matroska/WebM input declares more data than the
-/// `len`-byte input holds. Input that is not Matroska, or that is malformed in other ways,
-/// passes: the demuxer reports those itself. Leaves `input` at an unspecified position.
+/// `len`-byte input holds; `head` is its start, where symphonia's probe looks for the format
+/// marker. Input that is not Matroska, or that is malformed in other ways, passes: the demuxer
+/// reports those itself. Leaves `input` at an unspecified position.
 pub(super) fn check_element_sizes(
     input: &mut (impl Read + Seek),
+    head: &[u8],
     len: u64,
 ) -> std::result::Result<(), String> {
-    let mut head = Vec::new();
-    if input.seek(SeekFrom::Start(0)).is_err()
-        || input.take(PROBE_LIMIT).read_to_end(&mut head).is_err()
-    {
-        return Ok(());
-    }
     let Some(start) = head.windows(4).position(|w| w == EBML_MAGIC) else {
         return Ok(());
     };
@@ -236,7 +229,7 @@ mod tests {
     }
 
     fn check(bytes: &[u8]) -> std::result::Result<(), String> {
-        check_element_sizes(&mut std::io::Cursor::new(bytes), bytes.len() as u64)
+        check_element_sizes(&mut std::io::Cursor::new(bytes), bytes, bytes.len() as u64)
     }
 
     #[test]

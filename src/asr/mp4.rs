@@ -7,9 +7,6 @@
 
 use std::io::{Read, Seek, SeekFrom};
 
-/// How far symphonia's probe searches for a format marker.
-const PROBE_LIMIT: u64 = 1024 * 1024 + 16;
-
 /// Boxes on the path from the top level to the sample tables.
 const CONTAINERS: [&[u8; 4]; 5] = [b"moov", b"trak", b"mdia", b"minf", b"stbl"];
 
@@ -23,18 +20,14 @@ const TABLES: [(&[u8; 4], u64); 5] = [
 ];
 
 /// `Err` (what is wrong) when an MP4 sample table declares more entries than the `len`-byte
-/// input holds. Input that is not MP4, or that is malformed in other ways, passes: the
-/// demuxer reports those itself. Leaves `input` at an unspecified position.
+/// input holds; `head` is its start, where symphonia's probe looks for the format marker.
+/// Input that is not MP4, or that is malformed in other ways, passes: the demuxer reports
+/// those itself. Leaves `input` at an unspecified position.
 pub(super) fn check_sample_tables(
     input: &mut (impl Read + Seek),
+    head: &[u8],
     len: u64,
 ) -> std::result::Result<(), String> {
-    let mut head = Vec::new();
-    if input.seek(SeekFrom::Start(0)).is_err()
-        || input.take(PROBE_LIMIT).read_to_end(&mut head).is_err()
-    {
-        return Ok(());
-    }
     let Some(start) = head
         .windows(4)
         .position(|w| w == b"ftyp")
