@@ -131,7 +131,9 @@ impl Sections {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Bid {
+    #[schema(pattern = r"^[A-Za-z0-9._-]{1,64}$")]
     pub id: String,
+    #[schema(pattern = r"\S")]
     pub title: String,
     #[serde(default)]
     pub buyer: String,
@@ -146,10 +148,14 @@ pub struct Bid {
     pub language: Lang,
     /// `YYYY-MM-DD`.
     #[serde(default)]
+    #[schema(pattern = r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$")]
     pub submitted_date: Option<String>,
     #[serde(default)]
+    #[schema(minimum = 0.0)]
     pub value: Option<f64>,
+    /// A 3-letter ISO code such as USD or CNY.
     #[serde(default)]
+    #[schema(pattern = r"^[A-Z]{3}$")]
     pub currency: Option<String>,
     pub outcome: Outcome,
     #[serde(default)]
@@ -233,7 +239,13 @@ impl Bid {
 /// `YYYY-MM-DD` as the number YYYYMMDD, or None when it is not a plausible date.
 pub fn date_number(date: &str) -> Option<i64> {
     let b = date.as_bytes();
-    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+    // Digits only: `parse` alone would take "+123" or "-001" as a year.
+    let digits_at = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+    if b.len() != 10
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !(digits_at(0..4) && digits_at(5..7) && digits_at(8..10))
+    {
         return None;
     }
     let y: i64 = date[0..4].parse().ok()?;
@@ -344,6 +356,20 @@ mod tests {
         assert!(err.to_string().contains("submitted_date"), "{err}");
         let typo = MINIMAL.replace("}", r#","titel":"x"}"#);
         assert!(parse_bid(&typo, "f.json").is_err());
+    }
+
+    #[test]
+    fn dates_are_digits_as_the_openapi_pattern_says() {
+        assert_eq!(date_number("2024-02-29"), Some(20240229));
+        for not_a_date in [
+            "+123-01-01",
+            "-001-01-01",
+            "2024-+1-01",
+            "2024-01- 1",
+            "2024-00-10",
+        ] {
+            assert_eq!(date_number(not_a_date), None, "{not_a_date}");
+        }
     }
 
     #[test]

@@ -58,6 +58,7 @@ pub struct CallTranscript {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub call_id: Option<String>,
     /// `en` or `zh`.
+    #[schema(pattern = "^(en|zh)$")]
     pub language: String,
     /// The date relative deadlines resolve against; `None` leaves dated deadlines unresolved.
     #[serde(default)]

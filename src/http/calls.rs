@@ -51,6 +51,7 @@ pub struct Accepted {
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct TaskUpdate {
     /// `open` or `done`.
+    #[schema(pattern = "^(open|done)$")]
     pub status: String,
 }
 

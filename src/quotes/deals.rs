@@ -63,19 +63,26 @@ pub struct NewDeal {
     #[schema(value_type = Object)]
     pub features: Map<String, Value>,
     #[serde(default)]
+    #[schema(exclusive_minimum = 0.0)]
     pub list_price: Option<f64>,
+    /// At most the list price; needs `list_price`.
     #[serde(default)]
+    #[schema(exclusive_minimum = 0.0)]
     pub quoted_price: Option<f64>,
     /// Fraction of list price; derived from the two prices when both are given.
     #[serde(default)]
+    #[schema(minimum = 0.0, exclusive_maximum = 1.0)]
     pub discount: Option<f64>,
     /// The deal's cost, for margins (default: the rules' cost_ratio × list price).
     #[serde(default)]
+    #[schema(exclusive_minimum = 0.0)]
     pub cost: Option<f64>,
+    /// Won or lost for a closed deal; none for an open one.
     #[serde(default)]
     pub outcome: Option<Outcome>,
-    /// YYYY-MM-DD.
+    /// YYYY-MM-DD (a timestamp's date part counts); only with an outcome.
     #[serde(default)]
+    #[schema(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}")]
     pub close_date: Option<String>,
     #[serde(default)]
     pub followed_recommendation: Option<Followed>,

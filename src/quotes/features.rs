@@ -293,7 +293,9 @@ fn fit_numeric(
     let max = raw.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let mean = raw.iter().sum::<f64>() / n;
     let sd = (raw.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
-    if sd == 0.0 {
+    // Constant, or so extreme (around 1e154 and beyond) that the spread overflows: either way
+    // nothing a model can use, and a non-finite scale could not even be stored.
+    if !(sd.is_finite() && sd > 0.0) {
         return None;
     }
     let skew = raw.iter().map(|v| ((v - mean) / sd).powi(3)).sum::<f64>() / n;
@@ -301,7 +303,7 @@ fn fit_numeric(
     let mut t: Vec<f64> = raw.iter().map(|&v| transform(v, log, min)).collect();
     let center = t.iter().sum::<f64>() / n;
     let scale = (t.iter().map(|v| (v - center).powi(2)).sum::<f64>() / n).sqrt();
-    if scale == 0.0 {
+    if !(scale.is_finite() && scale > 0.0) {
         return None;
     }
     for v in &mut t {
@@ -391,5 +393,19 @@ mod tests {
                 .iter()
                 .any(|c| matches!(c.kind, Kind::Numeric { date: true, .. }))
         );
+    }
+
+    #[test]
+    fn a_field_whose_spread_overflows_is_left_out_not_encoded_as_nan() {
+        // What API fuzzing sent: deals whose numbers reach 1e300. Their variance is infinite.
+        let records: Vec<Record> = (0..20)
+            .map(|i| {
+                let huge = if i % 2 == 0 { 1e300 } else { -1e300 };
+                rec(&[("huge", Raw::Num(huge)), ("size", Raw::Num(f64::from(i)))])
+            })
+            .collect();
+        let enc = Encoder::fit(&records, &[], &EncoderOptions::default());
+        let names: Vec<&str> = enc.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["size"]);
     }
 }

@@ -240,7 +240,7 @@ impl QuoteModel {
         )?;
         let n = examples.len() as f64;
         let means = design.x.sum_axis(ndarray::Axis(0)).mapv(|v| v / n).to_vec();
-        Ok(QuoteModel {
+        QuoteModel {
             encoder,
             price,
             beta: fit.beta.to_vec(),
@@ -260,7 +260,8 @@ impl QuoteModel {
                 ece: scores.ece,
             },
             note,
-        })
+        }
+        .storable()
     }
 
     /// Refits the coefficients on `examples` (the old ones plus new outcomes) with this model's
@@ -285,7 +286,21 @@ impl QuoteModel {
         model.means = design.x.sum_axis(ndarray::Axis(0)).mapv(|v| v / n).to_vec();
         model.validation.rows = examples.len();
         model.validation.won = examples.iter().filter(|e| e.won).count();
-        Ok(model)
+        model.storable()
+    }
+
+    /// The model, if it reads back from its stored JSON. A NaN or infinity anywhere (JSON
+    /// writes them as `null`) would make the stored version unreadable and every quote after it
+    /// fail, so such a fit is refused and the previous version stays current.
+    fn storable(self) -> Result<QuoteModel> {
+        let json = serde_json::to_string(&self).expect("a model serializes");
+        match serde_json::from_str::<QuoteModel>(&json) {
+            Ok(_) => Ok(self),
+            Err(e) => Err(Error::InvalidInput(format!(
+                "the fit produced a non-finite number ({e}); look for extreme values among the \
+                 deals' numbers"
+            ))),
+        }
     }
 
     /// Readable names of the design columns.
@@ -382,6 +397,11 @@ mod tests {
         let p = model.predict(&data[1].record, 0.2);
         assert_eq!(p, model.predict(&data[1].record, 0.0), "no discount effect");
         assert!(model.validation.auc > 0.55, "{:?}", model.validation);
+        // A fit with a NaN would be stored unreadable: it is refused instead.
+        let mut broken = model.clone();
+        broken.beta[0] = f64::NAN;
+        let refused = broken.storable().unwrap_err().to_string();
+        assert!(refused.contains("non-finite"), "{refused}");
         let too_few = QuoteModel::train(&data[..5], &TrainOptions::default());
         assert!(
             too_few
