@@ -145,11 +145,27 @@ fn import_upload_insights_exports_scoping_and_bad_uploads() {
             .unwrap()
             .starts_with("calls-")
     );
-    // The one with "by Friday" resolved against 2026-03-25.
-    assert!(
-        commitments.iter().any(|c| c["due_date"] == "2026-03-27"),
-        "{insights}"
-    );
+    // Relative deadlines resolve against the call date, Wednesday 2026-03-25. Which promises a
+    // 0.5B model keeps varies with the CPU's float kernels, so every dated one is checked, not
+    // one particular promise.
+    let resolved = [
+        ("tomorrow", "2026-03-26"),
+        ("friday", "2026-03-27"),
+        ("end of the month", "2026-03-31"),
+        ("next wednesday", "2026-04-01"),
+    ];
+    let mut dated = 0;
+    for c in commitments {
+        let Some(due_text) = c["due_text"].as_str() else {
+            continue;
+        };
+        let phrase = due_text.to_lowercase();
+        if let Some((_, date)) = resolved.iter().find(|(p, _)| phrase.contains(p)) {
+            assert_eq!(c["due_date"], *date, "{c}");
+            dated += 1;
+        }
+    }
+    assert!(dated >= 2, "{insights}");
 
     // Tasks, exports and the CRM webhook (which failed once and was retried).
     let tasks = api.json(&rep, &format!("/calls/{id}/tasks"));
@@ -168,7 +184,10 @@ fn import_upload_insights_exports_scoping_and_bad_uploads() {
         .text()
         .unwrap();
     assert_eq!(ics.matches("BEGIN:VTODO").count(), commitments.len());
-    assert!(ics.contains("DUE;VALUE=DATE:20260327"));
+    for due in commitments.iter().filter_map(|c| c["due_date"].as_str()) {
+        let line = format!("DUE;VALUE=DATE:{}", due.replace('-', ""));
+        assert!(ics.contains(&line), "{line} in {ics}");
+    }
     let pushed = delivered
         .recv_timeout(Duration::from_secs(30))
         .expect("the CRM got the tasks");
