@@ -54,6 +54,21 @@ pub struct Segment {
 
 /// A call transcript.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "language": "en",
+    "call_date": "2026-03-10",
+    "title": "Renewal call",
+    "participants": [
+        {"name": "Dana Reyes", "side": "seller"},
+        {"name": "Li Wei", "side": "customer", "role": "procurement"}
+    ],
+    "segments": [
+        {"id": 0, "speaker": "Li Wei", "start_ms": 0, "end_ms": 4200,
+         "text": "The price is still too high for our budget."},
+        {"id": 1, "speaker": "Dana Reyes", "start_ms": 4200, "end_ms": 9000,
+         "text": "I'll send you a revised quote by Friday."}
+    ]
+}))]
 pub struct CallTranscript {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub call_id: Option<String>,

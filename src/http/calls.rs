@@ -482,7 +482,8 @@ pub async fn recording(
 /// transcript, commitments, objections and tasks are re-attributed and the change is audited.
 #[utoipa::path(put, path = "/calls/{id}/speakers", tag = "calls", security(("token" = [])),
     params(("id" = String, Path, description = "Call id")),
-    request_body(content = Object, description = "{\"Speaker 1\": \"Daniel Okafor\", \"Speaker 2\": null}"),
+    request_body(content = Object, description = "Speaker labels and the participant each now is",
+        example = json!({"Speaker 1": "Daniel Okafor", "Speaker 2": null})),
     responses((status = 200, body = Relabelled), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn relabel_speakers(

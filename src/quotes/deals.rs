@@ -48,6 +48,14 @@ impl Followed {
 /// A deal to record (`POST /deals`, one CSV row): open, or closed with its outcome.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "external_id": "CRM-4711",
+    "region": "emea",
+    "segment": "mid-market",
+    "features": {"product": "analytics", "competitor_present": true},
+    "list_price": 120000.0,
+    "quoted_price": 102000.0
+}))]
 pub struct NewDeal {
     /// The deal's id in the CRM, if any.
     #[serde(default)]

@@ -211,6 +211,7 @@ pub async fn for_subject(
 /// A person's decision on a proposal.
 #[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(tag = "action", rename_all = "lowercase")]
+#[schema(example = json!({"action": "approve", "note": "matches the call"}))]
 pub enum Decision {
     Approve {
         #[serde(default)]
