@@ -8,6 +8,15 @@
 //! descended into, not sized. The walk reaches what symphonia reaches: the elements in order,
 //! the next top-level element after a damaged id (symphonia resynchronizes there), and the
 //! elements the seek head points to.
+//!
+//! One element's content is checked too: a FLAC track's setup (`CodecPrivate`). symphonia reads
+//! its first metadata block's header once and skips blocks until it sees STREAMINFO, so a
+//! first block of another type and 0 bytes makes it skip 0 bytes forever (upstream
+//! pdeljanov/Symphonia#483), holding a thread that no `catch_unwind` frees. A real setup opens
+//! with STREAMINFO, as every FLAC stream does. That check does not walk: it looks for the
+//! bytes of such a setup anywhere in the file, so it holds wherever symphonia's parse goes
+//! (the fuzzer's file reached its track through a seek-head child overrunning its parent,
+//! which the walk does not follow).
 
 use std::io::{Read, Seek, SeekFrom};
 
@@ -37,6 +46,12 @@ const TOP_LEVEL: [u32; 6] = [
 const SEGMENT: u32 = 0x18538067;
 const SEEK_POSITION: u32 = 0x53AC;
 
+/// `CodecPrivate`'s id, as written before its size and data.
+const CODEC_PRIVATE: [u8; 2] = [0x63, 0xA2];
+
+/// The FLAC stream marker that opens a FLAC track's `CodecPrivate`, followed by metadata blocks.
+const FLAC_MARKER: &[u8] = b"fLaC";
+
 /// More seek-head entries than this are not followed (a real file has a handful).
 const MAX_SEEKS: usize = 64;
 
@@ -58,7 +73,59 @@ pub(super) fn check_element_sizes(
         segment_data: 0,
         seeks: Vec::new(),
     };
-    walker.walk(start as u64).unwrap_or(Ok(()))
+    walker.walk(start as u64).unwrap_or(Ok(()))?;
+    check_flac_setups(input).unwrap_or(Ok(()))
+}
+
+/// `Err` when the input holds a `CodecPrivate` element whose data is a FLAC setup opening
+/// with an empty metadata block that is not STREAMINFO: the one symphonia spins on. Reads the
+/// input from its start, in chunks, so a long recording is not held in memory.
+fn check_flac_setups(
+    input: &mut (impl Read + Seek),
+) -> std::io::Result<std::result::Result<(), String>> {
+    // Before a marker: the id and a size of up to 8 bytes; after it: a 4-byte block header.
+    const BEFORE: usize = CODEC_PRIVATE.len() + 8;
+    const AFTER: usize = 4;
+    let finder = memchr::memmem::Finder::new(FLAC_MARKER);
+    input.seek(SeekFrom::Start(0))?;
+    let mut buf = vec![0u8; 256 * 1024];
+    // `buf[..kept]` are the previous chunk's last bytes, so a match across chunks is seen.
+    let mut kept = 0;
+    loop {
+        let n = input.read(&mut buf[kept..])?;
+        if n == 0 {
+            return Ok(Ok(()));
+        }
+        let filled = kept + n;
+        let window = &buf[..filled];
+        for at in finder.find_iter(window) {
+            let block = at + FLAC_MARKER.len();
+            let Some(header) = window.get(block..block + AFTER) else {
+                continue;
+            };
+            let block_type = header[0] & 0x7F;
+            if block_type != 0 && header[1..] == [0, 0, 0] && is_codec_private(&window[..at]) {
+                return Ok(Err(format!(
+                    "a FLAC track's setup opens with an empty metadata block of type \
+                     {block_type} instead of STREAMINFO"
+                )));
+            }
+        }
+        kept = filled.min(BEFORE + FLAC_MARKER.len() + AFTER);
+        buf.copy_within(filled - kept..filled, 0);
+    }
+}
+
+/// Whether `before` ends with a `CodecPrivate` id and a size (an EBML variable-length integer
+/// of 1 to 8 bytes), so that what follows is that element's data.
+fn is_codec_private(before: &[u8]) -> bool {
+    (1..=8).any(|len| {
+        before.len() >= CODEC_PRIVATE.len() + len && {
+            let size_at = before.len() - len;
+            before[size_at].leading_zeros() + 1 == len as u32
+                && before[size_at - CODEC_PRIVATE.len()..size_at] == CODEC_PRIVATE
+        }
+    })
 }
 
 struct Walker<'a, R> {
@@ -280,5 +347,48 @@ mod tests {
             err.contains("element 0xA3 declares 33554432 bytes"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_flac_setup_must_open_with_streaminfo() {
+        // A segment holding one track whose CodecPrivate is `setup`.
+        let file = |setup: &[u8]| {
+            let mut private = vec![0x63, 0xA2, 0x80 | setup.len() as u8];
+            private.extend_from_slice(setup);
+            let mut entry = vec![0xAE, 0x80 | private.len() as u8];
+            entry.extend(private);
+            let mut tracks = vec![0x16, 0x54, 0xAE, 0x6B, 0x80 | entry.len() as u8];
+            tracks.extend(entry);
+            let mut file = header(&[0x84]);
+            file.extend_from_slice(&[0x18, 0x53, 0x80, 0x67, 0x80 | tracks.len() as u8]);
+            file.extend(tracks);
+            file
+        };
+        // As the fuzzer found it: a 0-byte SEEKTABLE block first.
+        let err = check(&file(b"fLaC\x03\0\0\0")).unwrap_err();
+        assert!(
+            err.contains("block of type 3 instead of STREAMINFO"),
+            "{err}"
+        );
+        // Not empty: symphonia skips it, reaches the setup's end and reports an error itself.
+        assert_eq!(check(&file(b"fLaC\x03\0\0\x02\0\0")), Ok(()));
+        // A real setup: the last-block flag set, STREAMINFO's 34 bytes.
+        let mut streaminfo = b"fLaC\x80\0\0\x22".to_vec();
+        streaminfo.extend_from_slice(&[0x10; 34]);
+        assert_eq!(check(&file(&streaminfo)), Ok(()));
+        // Another codec's setup is not FLAC's business.
+        assert_eq!(check(&file(b"\x02\x1e\x10vorbis")), Ok(()));
+    }
+
+    #[test]
+    fn a_flac_setup_is_found_across_the_scans_chunks() {
+        let setup = b"\x63\xA2\x88fLaC\x04\0\0\0";
+        for shift in 0..setup.len() {
+            let mut file = header(&[0x84]);
+            file.resize(256 * 1024 - shift, 0);
+            file.extend_from_slice(setup);
+            let err = check(&file).unwrap_err();
+            assert!(err.contains("type 4"), "{shift}: {err}");
+        }
     }
 }
