@@ -6,8 +6,9 @@
 //! allocation. A recording cut off mid-block (its last element a little short) still passes,
 //! as symphonia decodes it up to the cut; master elements (which only hold other elements) are
 //! descended into, not sized. The walk reaches what symphonia reaches: the elements in order,
-//! the next top-level element after a damaged id (symphonia resynchronizes there), and the
-//! elements the seek head points to.
+//! the next top-level element after a damaged id (symphonia resynchronizes there), the
+//! elements the seek head points to, and the elements after a child that overruns its parent
+//! (symphonia reads on from where the child ended, not from the parent's declared end).
 //!
 //! One element's content is checked too: a FLAC track's setup (`CodecPrivate`). symphonia reads
 //! its first metadata block's header once and skips blocks until it sees STREAMINFO, so a
@@ -52,8 +53,9 @@ const CODEC_PRIVATE: [u8; 2] = [0x63, 0xA2];
 /// The FLAC stream marker that opens a FLAC track's `CodecPrivate`, followed by metadata blocks.
 const FLAC_MARKER: &[u8] = b"fLaC";
 
-/// More seek-head entries than this are not followed (a real file has a handful).
-const MAX_SEEKS: usize = 64;
+/// More seek-head entries and overrun ends than this are not followed (a real file has a
+/// handful of the first and none of the second).
+const MAX_EXTRA_WALKS: usize = 64;
 
 /// `Err` (what is wrong) when an element of a Matroska/WebM input declares more data than the
 /// `len`-byte input holds; `head` is its start, where symphonia's probe looks for the format
@@ -72,8 +74,10 @@ pub(super) fn check_element_sizes(
         len,
         segment_data: 0,
         seeks: Vec::new(),
+        overruns: Vec::new(),
+        extra_walks: 0,
     };
-    walker.walk(start as u64).unwrap_or(Ok(()))?;
+    walker.walk(start as u64)?;
     check_flac_setups(input).unwrap_or(Ok(()))
 }
 
@@ -133,28 +137,45 @@ struct Walker<'a, R> {
     len: u64,
     /// Where the segment's data starts: seek positions count from there.
     segment_data: u64,
-    /// The seek head's positions.
+    /// The seek head's positions, not walked yet.
     seeks: Vec<u64>,
+    /// Where a master element's last child ended past the master's end, not walked yet.
+    overruns: Vec<u64>,
+    /// How many seeks and overruns were queued, up to `MAX_EXTRA_WALKS`.
+    extra_walks: usize,
 }
 
 /// What one level of the walk found: the outer `Err` is a read error or the end of the input
-/// (the walk stops there, as the demuxer does); the inner is an oversized element.
-type Found = std::io::Result<std::result::Result<(), String>>;
+/// (the walk stops there, as the demuxer does); the inner `Err` an oversized element, the
+/// inner `Ok` where the last element walked ended (past the level's end when it overran).
+type Walked = std::io::Result<std::result::Result<u64, String>>;
 
 impl<R: Read + Seek> Walker<'_, R> {
-    /// The file from `start`, then the elements the seek head points to (relative to the
-    /// segment's data), one each.
-    fn walk(&mut self, start: u64) -> Found {
-        if let Err(e) = self.elements(start, self.len, 0, false)? {
-            return Ok(Err(e));
-        }
-        for seek in std::mem::take(&mut self.seeks) {
-            let target = self.segment_data.saturating_add(seek);
-            if let Err(e) = self.elements(target, self.len, 1, true)? {
-                return Ok(Err(e));
+    /// The file from `start`; then the elements the seek head points to (relative to the
+    /// segment's data), one each, and the elements from each overrun end on. A read error or
+    /// the input's end stops one of these walks, not the others: symphonia also goes on to the
+    /// seek head's targets after a damaged element.
+    fn walk(&mut self, start: u64) -> std::result::Result<(), String> {
+        let mut walked = self.elements(start, self.len, 0, false);
+        loop {
+            if let Ok(Err(e)) = walked {
+                return Err(e);
             }
+            walked = if let Some(pos) = self.overruns.pop() {
+                self.elements(pos, self.len, 1, false)
+            } else if let Some(seek) = self.seeks.pop() {
+                let target = self.segment_data.saturating_add(seek);
+                self.elements(target, self.len, 1, true)
+            } else {
+                return Ok(());
+            };
         }
-        Ok(Ok(()))
+    }
+
+    /// Whether one more seek or overrun may be queued.
+    fn may_queue(&mut self) -> bool {
+        self.extra_walks += 1;
+        self.extra_walks <= MAX_EXTRA_WALKS
     }
 
     /// An EBML variable-length integer at the current position: its value with the length
@@ -220,8 +241,9 @@ impl<R: Read + Seek> Walker<'_, R> {
         Ok(value)
     }
 
-    /// Walks the elements in `pos..end` (only the first with `once`).
-    fn elements(&mut self, mut pos: u64, end: u64, depth: usize, once: bool) -> Found {
+    /// Walks the elements in `pos..end` (only the first with `once`); `Ok` holds where the
+    /// last one walked ended, past `end` when it overran.
+    fn elements(&mut self, mut pos: u64, end: u64, depth: usize, once: bool) -> Walked {
         while pos < end {
             self.input.seek(SeekFrom::Start(pos))?;
             let Some((id, id_len, _)) = self.vint(true, 4)? else {
@@ -231,11 +253,11 @@ impl<R: Read + Seek> Walker<'_, R> {
                         pos = next;
                         continue;
                     }
-                    None => return Ok(Ok(())),
+                    None => return Ok(Ok(end)),
                 }
             };
             let Some((size, size_len, unknown)) = self.vint(false, 8)? else {
-                return Ok(Ok(()));
+                return Ok(Ok(end));
             };
             let body = pos + id_len + size_len;
             let master = MASTERS.contains(&(id as u32));
@@ -250,11 +272,15 @@ impl<R: Read + Seek> Walker<'_, R> {
                 } else {
                     body.saturating_add(size).min(end)
                 };
-                if let Err(e) = self.elements(body, inner_end, depth + 1, false)? {
-                    return Ok(Err(e));
-                }
+                let children_end = match self.elements(body, inner_end, depth + 1, false)? {
+                    Ok(children_end) => children_end,
+                    Err(e) => return Ok(Err(e)),
+                };
                 if unknown {
-                    return Ok(Ok(()));
+                    return Ok(Ok(end));
+                }
+                if children_end > body.saturating_add(size) && self.may_queue() {
+                    self.overruns.push(children_end);
                 }
             } else if unknown || size > self.len.saturating_sub(body).saturating_add(CUT_OFF_SLACK)
             {
@@ -267,16 +293,16 @@ impl<R: Read + Seek> Walker<'_, R> {
                     },
                     self.len
                 )));
-            } else if id as u32 == SEEK_POSITION && size <= 8 && self.seeks.len() < MAX_SEEKS {
+            } else if id as u32 == SEEK_POSITION && size <= 8 && self.may_queue() {
                 let target = self.uint(size)?;
                 self.seeks.push(target);
             }
+            pos = body.saturating_add(size);
             if once {
                 break;
             }
-            pos = body.saturating_add(size);
         }
-        Ok(Ok(()))
+        Ok(Ok(pos))
     }
 }
 
@@ -325,6 +351,14 @@ mod tests {
         };
         assert_eq!(check(&file(0)), Ok(()));
         let err = check(&file(14)).unwrap_err();
+        assert!(
+            err.contains("element 0x86 declares 33554432 bytes"),
+            "{err}"
+        );
+        // A last element cut off in its id ends the walk in order, not the seek head's.
+        let mut cut_off = file(14);
+        cut_off.push(0x40);
+        let err = check(&cut_off).unwrap_err();
         assert!(
             err.contains("element 0x86 declares 33554432 bytes"),
             "{err}"
@@ -390,5 +424,24 @@ mod tests {
             let err = check(&file).unwrap_err();
             assert!(err.contains("type 4"), "{shift}: {err}");
         }
+    }
+
+    #[test]
+    fn the_elements_after_an_overrunning_child_are_checked_too() {
+        // A segment of unknown size holding a seek head of 2 bytes whose one child, a Void of
+        // 5 bytes, overruns it. In order, the walk goes on at the seek head's end and finds a
+        // Void of 15 bytes; symphonia goes on at the child's end and finds an Info element
+        // whose Title claims 32 MiB.
+        let mut file = header(&[0x84]);
+        file.extend_from_slice(&[0x18, 0x53, 0x80, 0x67, 0xFF]);
+        file.extend_from_slice(&[0x11, 0x4D, 0x9B, 0x74, 0x82, 0xEC, 0x85]);
+        file.extend_from_slice(&[0xEC, 0x8F, 0, 0, 0]);
+        file.extend_from_slice(&[0x15, 0x49, 0xA9, 0x66, 0x86]);
+        file.extend_from_slice(&[0x7B, 0xA9, 0x12, 0x00, 0x00, 0x00, 0]);
+        let err = check(&file).unwrap_err();
+        assert!(
+            err.contains("element 0x7BA9 declares 33554432 bytes"),
+            "{err}"
+        );
     }
 }
