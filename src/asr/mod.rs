@@ -3,10 +3,13 @@
 //! # Pipeline
 //!
 //! 1. [`decode`]: symphonia probes the container from the bytes (WAV, MP3, M4A/AAC, Ogg Vorbis,
-//!    FLAC), decodes the first audio track, mixes it to mono or keeps channels apart
-//!    ([`Channels`]), and rubato's windowed-sinc resampler converts it to 16 kHz. Bad input is
-//!    an [`Error::InvalidInput`](crate::Error::InvalidInput) that names the problem (unknown
-//!    format, corrupt packets, truncated file), never a panic.
+//!    FLAC, Matroska/WebM), decodes the first audio track, mixes it to mono or keeps channels
+//!    apart ([`Channels`]), and rubato's windowed-sinc resampler converts it to 16 kHz. Bad
+//!    input is an [`Error::InvalidInput`](crate::Error::InvalidInput) that names the problem
+//!    (unknown format, corrupt packets, truncated file), never a panic. Before symphonia sees
+//!    an MP4 or Matroska file, `mp4` and `mkv` check what symphonia would trust without
+//!    checking: declared table and element sizes it allocates by (a failed allocation aborts
+//!    the process) and a FLAC setup it loops on forever (both found by fuzzing).
 //! 2. [`Transcriber`]: one whisper.cpp model (ggml file) is loaded once and shared; every
 //!    transcription gets its own decoder state, so several jobs can run at once. Audio is fed
 //!    to Whisper in blocks of a few minutes; a segment cut by a block boundary is re-decoded
