@@ -15,9 +15,9 @@
 //! first block of another type and 0 bytes makes it skip 0 bytes forever (upstream
 //! pdeljanov/Symphonia#483), holding a thread that no `catch_unwind` frees. A real setup opens
 //! with STREAMINFO, as every FLAC stream does. That check does not walk: it looks for the
-//! bytes of such a setup anywhere in the file, so it holds wherever symphonia's parse goes
-//! (the fuzzer's file reached its track through a seek-head child overrunning its parent,
-//! which the walk does not follow).
+//! bytes of such a setup anywhere in the file, so it holds even where the walk and symphonia's
+//! parse part ways (the fuzzer's file reached its track through a seek-head child overrunning
+//! its parent, which the walk did not follow then).
 
 use std::io::{Read, Seek, SeekFrom};
 
@@ -58,8 +58,8 @@ const FLAC_MARKER: &[u8] = b"fLaC";
 const MAX_EXTRA_WALKS: usize = 64;
 
 /// `Err` (what is wrong) when an element of a Matroska/WebM input declares more data than the
-/// `len`-byte input holds; `head` is its start, where symphonia's probe looks for the format
-/// marker. Input that is not Matroska, or that is malformed in other ways, passes: the demuxer
+/// `len`-byte input holds, or when it holds a FLAC setup symphonia would loop on; `head` is its
+/// start, where symphonia's probe looks for the format marker. Input that is not Matroska, or that is malformed in other ways, passes: the demuxer
 /// reports those itself. Leaves `input` at an unspecified position.
 pub(super) fn check_element_sizes(
     input: &mut (impl Read + Seek),
