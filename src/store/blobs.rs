@@ -581,6 +581,11 @@ async fn write_tmp<R: AsyncRead + Unpin>(
             .await
             .map_err(|e| Error::io("cannot write the upload", tmp_path, e))?;
     }
+    // tokio writes in the background; `flush` reports the last write's error, which
+    // `sync_all` would drop.
+    file.flush()
+        .await
+        .map_err(|e| Error::io("cannot write the upload", tmp_path, e))?;
     file.sync_all()
         .await
         .map_err(|e| Error::io("cannot sync the upload to disk", tmp_path, e))?;
@@ -669,6 +674,20 @@ mod tests {
                     .unwrap();
             }
         }
+    }
+
+    /// tokio's `File` writes in the background: the error of the last write shows only on
+    /// `flush`, and `sync_all` alone drops it (a full disk once stored a cut-off upload).
+    #[tokio::test]
+    async fn a_write_that_fails_last_fails_the_upload() {
+        let err = write_tmp(
+            &mut &b"the last bytes of a recording"[..],
+            Path::new("/dev/full"),
+            Limit::Upload(100),
+        )
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains("cannot write the upload"), "{err}");
     }
 
     #[tokio::test]
