@@ -10,6 +10,10 @@
 //! elements the seek head points to, and the elements after a child that overruns its parent
 //! (symphonia reads on from where the child ended, not from the parent's declared end).
 //!
+//! Blocks are opened too: symphonia cuts a laced block (Xiph or EBML lacing) into frames by the
+//! sizes stored at its start, allocating each size before reading it, so a frame claiming more
+//! than what is left of its block is refused (the fuzzer's claimed 33 PB).
+//!
 //! One element's content is checked too: a FLAC track's setup (`CodecPrivate`). symphonia reads
 //! its first metadata block's header once and skips blocks until it sees STREAMINFO, so a
 //! first block of another type and 0 bytes makes it skip 0 bytes forever (upstream
@@ -46,6 +50,9 @@ const TOP_LEVEL: [u32; 6] = [
 
 const SEGMENT: u32 = 0x18538067;
 const SEEK_POSITION: u32 = 0x53AC;
+
+/// SimpleBlock and Block: the leaves whose data symphonia cuts into frames.
+const BLOCKS: [u32; 2] = [0xA3, 0xA1];
 
 /// `CodecPrivate`'s id, as written before its size and data.
 const CODEC_PRIVATE: [u8; 2] = [0x63, 0xA2];
@@ -241,6 +248,32 @@ impl<R: Read + Seek> Walker<'_, R> {
         Ok(value)
     }
 
+    /// `Err` when the `size`-byte block at the current position declares laced frames larger
+    /// than what is left of it: symphonia allocates each frame's declared size before reading
+    /// it (a size of 33 PB aborted the process). A block too short for its own header passes;
+    /// symphonia reports it.
+    fn laced_frames_fit(&mut self, size: u64) -> std::io::Result<std::result::Result<(), String>> {
+        let mut block = BlockBytes {
+            inner: std::io::BufReader::with_capacity(64, (&mut *self.input).take(size)),
+            read: 0,
+        };
+        let sizes = match block.laced_sizes() {
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(Ok(())),
+            sizes => sizes?,
+        };
+        let mut left = size - block.read;
+        for frame in sizes {
+            if frame > left {
+                return Ok(Err(format!(
+                    "a block's laced frame declares {frame} bytes, more than the {left} left of \
+                     its {size} bytes"
+                )));
+            }
+            left -= frame;
+        }
+        Ok(Ok(()))
+    }
+
     /// Walks the elements in `pos..end` (only the first with `once`); `Ok` holds where the
     /// last one walked ended, past `end` when it overran.
     fn elements(&mut self, mut pos: u64, end: u64, depth: usize, once: bool) -> Walked {
@@ -293,6 +326,10 @@ impl<R: Read + Seek> Walker<'_, R> {
                     },
                     self.len
                 )));
+            } else if BLOCKS.contains(&(id as u32)) {
+                if let Err(e) = self.laced_frames_fit(size)? {
+                    return Ok(Err(e));
+                }
             } else if id as u32 == SEEK_POSITION && size <= 8 && self.may_queue() {
                 let target = self.uint(size)?;
                 self.seeks.push(target);
@@ -305,6 +342,74 @@ impl<R: Read + Seek> Walker<'_, R> {
         Ok(Ok(pos))
     }
 }
+
+/// A block's data, read a byte at a time and counted, as symphonia-format-mkv 0.5 reads it
+/// (`lacing.rs`, `ebml.rs`), its wrapping arithmetic included.
+struct BlockBytes<R> {
+    inner: R,
+    read: u64,
+}
+
+impl<R: Read> BlockBytes<R> {
+    fn byte(&mut self) -> std::io::Result<u8> {
+        let mut b = [0u8; 1];
+        self.inner.read_exact(&mut b)?;
+        self.read += 1;
+        Ok(b[0])
+    }
+
+    /// An EBML variable-length integer as symphonia decodes it, and its length: `0xFF` alone
+    /// is "unknown" (`u64::MAX`), a first byte of 0 is followed by 8 more.
+    fn vint(&mut self) -> std::io::Result<(u64, u32)> {
+        let first = self.byte()?;
+        if first == 0xFF {
+            return Ok((u64::MAX, 1));
+        }
+        let width = first.leading_zeros();
+        let mut value = u64::from(first) ^ 1u64.wrapping_shl(7u32.wrapping_sub(width));
+        for _ in 0..width {
+            value = (value << 8) | u64::from(self.byte()?);
+        }
+        Ok((value, width + 1))
+    }
+
+    /// The sizes a laced block declares for its frames but the last (none without Xiph or
+    /// EBML lacing), after the track number, timecode and flags.
+    fn laced_sizes(&mut self) -> std::io::Result<Vec<u64>> {
+        self.vint()?;
+        self.byte()?;
+        self.byte()?;
+        let lacing = (self.byte()? >> 1) & 0b11;
+        if lacing != XIPH_LACING && lacing != EBML_LACING {
+            return Ok(Vec::new());
+        }
+        let frames = usize::from(self.byte()?);
+        let mut sizes = Vec::with_capacity(frames);
+        while sizes.len() < frames {
+            let size = if lacing == XIPH_LACING {
+                let mut size = 0u64;
+                loop {
+                    let b = self.byte()?;
+                    size = size.wrapping_add(u64::from(b));
+                    if b != 0xFF {
+                        break size;
+                    }
+                }
+            } else if let Some(&last) = sizes.last() {
+                let (delta, len) = self.vint()?;
+                let half_range = (1i64 << (len * 7 - 1)) - 1;
+                (last as i64).wrapping_add((delta as i64).wrapping_sub(half_range)) as u64
+            } else {
+                self.vint()?.0
+            };
+            sizes.push(size);
+        }
+        Ok(sizes)
+    }
+}
+
+const XIPH_LACING: u8 = 0b01;
+const EBML_LACING: u8 = 0b11;
 
 #[cfg(test)]
 mod tests {
@@ -424,6 +529,47 @@ mod tests {
             let err = check(&file).unwrap_err();
             assert!(err.contains("type 4"), "{shift}: {err}");
         }
+    }
+
+    #[test]
+    fn laced_frames_must_fit_their_block() {
+        // A cluster holding one SimpleBlock whose data is `block`: track 1, timecode 0, the
+        // flags (lacing in bits 1-2), then for Xiph or EBML lacing the number of frames but
+        // the last and their sizes.
+        let file = |block: &[u8]| {
+            let mut simple = vec![0xA3, 0x80 | block.len() as u8];
+            simple.extend_from_slice(block);
+            let mut file = header(&[0x84]);
+            file.extend_from_slice(&[0x1F, 0x43, 0xB6, 0x75, 0x80 | simple.len() as u8]);
+            file.extend(simple);
+            file
+        };
+        let refused = |block: &[u8]| check(&file(block)).unwrap_err();
+        // As the fuzzer found it: EBML lacing, a first frame of 33 PB in an 8-byte size.
+        let err = refused(&[
+            0x81, 0, 0, 0x06, 1, 0x01, 0x76, 0xF3, 0xF3, 0xF3, 0xF3, 0xF3, 0xF3,
+        ]);
+        assert!(
+            err.contains("frame declares 33482276347311091 bytes, more than the 0 left"),
+            "{err}"
+        );
+        // EBML lacing: 3 bytes, then 3 + 1 (a signed delta), then the last frame's 1 byte.
+        let ebml = [0x81, 0, 0, 0x06, 2, 0x83, 0xC0, 1, 2, 3, 4, 5, 6, 7, 8];
+        assert_eq!(check(&file(&ebml)), Ok(()));
+        // A delta below zero wraps to a size no block holds.
+        let err = refused(&[0x81, 0, 0, 0x06, 2, 0x83, 0x80, 1, 2, 3]);
+        assert!(
+            err.contains("more than the 0 left of its 10 bytes"),
+            "{err}"
+        );
+        // Xiph lacing: 255 + 255 + 5 bytes claimed in a block of 10.
+        let err = refused(&[0x81, 0, 0, 0x02, 1, 0xFF, 0xFF, 0x05, 1, 2]);
+        assert!(err.contains("frame declares 515 bytes"), "{err}");
+        assert_eq!(check(&file(&[0x81, 0, 0, 0x02, 1, 2, 1, 2, 3])), Ok(()));
+        // Fixed-size lacing and none split what is there; a block cut short is symphonia's.
+        assert_eq!(check(&file(&[0x81, 0, 0, 0x04, 1, 1, 2])), Ok(()));
+        assert_eq!(check(&file(&[0x81, 0, 0, 0x00, 1])), Ok(()));
+        assert_eq!(check(&file(&[0x81, 0, 0, 0x06])), Ok(()));
     }
 
     #[test]
