@@ -919,7 +919,7 @@ mod tests {
     /// files: the fuzzer's seeds, made by ffmpeg (`fuzz/make-seeds`), after their selector byte.
     #[test]
     fn real_m4a_and_matroska_files_pass_the_size_checks() {
-        for seed in ["seed-m4a", "seed-mka"] {
+        for seed in ["seed-m4a", "seed-mka", "seed-mka-vorbis"] {
             let path = Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("fuzz/corpus/audio_decode")
                 .join(seed);

@@ -12,7 +12,9 @@
 //!
 //! Blocks are opened too: symphonia cuts a laced block (Xiph or EBML lacing) into frames by the
 //! sizes stored at its start, allocating each size before reading it, so a frame claiming more
-//! than what is left of its block is refused (the fuzzer's claimed 33 PB).
+//! than what is left of its block is refused (the fuzzer's claimed 33 PB). A Vorbis track's
+//! setup (`CodecPrivate`) is cut into packets the same way, by Xiph-coded sizes that claim up
+//! to 255 times the setup's own size, and is checked the same way.
 //!
 //! One element's content is checked too: a FLAC track's setup (`CodecPrivate`). symphonia reads
 //! its first metadata block's header once and skips blocks until it sees STREAMINFO, so a
@@ -54,6 +56,10 @@ const SEEK_POSITION: u32 = 0x53AC;
 /// SimpleBlock and Block: the leaves whose data symphonia cuts into frames.
 const BLOCKS: [u32; 2] = [0xA3, 0xA1];
 
+const TRACK_ENTRY: u32 = 0xAE;
+const CODEC_ID: u32 = 0x86;
+const CODEC_PRIVATE_ID: u32 = 0x63A2;
+
 /// `CodecPrivate`'s id, as written before its size and data.
 const CODEC_PRIVATE: [u8; 2] = [0x63, 0xA2];
 
@@ -83,6 +89,7 @@ pub(super) fn check_element_sizes(
         seeks: Vec::new(),
         overruns: Vec::new(),
         extra_walks: 0,
+        track: None,
     };
     walker.walk(start as u64)?;
     check_flac_setups(input).unwrap_or(Ok(()))
@@ -150,6 +157,19 @@ struct Walker<'a, R> {
     overruns: Vec<u64>,
     /// How many seeks and overruns were queued, up to `MAX_EXTRA_WALKS`.
     extra_walks: usize,
+    /// The track entry being walked.
+    track: Option<TrackSetup>,
+}
+
+/// What a track entry's children say about its codec, as symphonia keeps it: the last
+/// `CodecID` and `CodecPrivate` win.
+#[derive(Default)]
+struct TrackSetup {
+    /// The depth of the entry's children.
+    depth: usize,
+    vorbis: bool,
+    /// Where the `CodecPrivate` data starts and its size.
+    private: Option<(u64, u64)>,
 }
 
 /// What one level of the walk found: the outer `Err` is a read error or the end of the input
@@ -253,23 +273,51 @@ impl<R: Read + Seek> Walker<'_, R> {
     /// it (a size of 33 PB aborted the process). A block too short for its own header passes;
     /// symphonia reports it.
     fn laced_frames_fit(&mut self, size: u64) -> std::io::Result<std::result::Result<(), String>> {
-        let mut block = BlockBytes {
-            inner: std::io::BufReader::with_capacity(64, (&mut *self.input).take(size)),
+        self.sizes_fit(size, "a block's laced frame", |block| block.laced_sizes())
+    }
+
+    /// `Err` when the `size`-byte Vorbis setup at `at` (a `CodecPrivate`: a packet count, the
+    /// Xiph-coded sizes of all packets but the last, the packets) declares a packet larger
+    /// than what is left of it: symphonia allocates it before reading, and a setup of 0xFF
+    /// bytes declares 255 times its own size.
+    fn vorbis_packets_fit(
+        &mut self,
+        at: u64,
+        size: u64,
+    ) -> std::io::Result<std::result::Result<(), String>> {
+        self.input.seek(SeekFrom::Start(at))?;
+        self.sizes_fit(size, "a Vorbis track's setup packet", |setup| {
+            let packets = setup.byte()?;
+            setup.xiph_sizes(packets)
+        })
+    }
+
+    /// `Err` when a size `sizes` reads from the start of the `size`-byte element at the
+    /// current position is larger than what is left of the element after it; `what` names
+    /// the thing sized. An element too short for its own sizes passes: symphonia reports it.
+    fn sizes_fit(
+        &mut self,
+        size: u64,
+        what: &str,
+        sizes: impl FnOnce(&mut ElementBytes) -> std::io::Result<Vec<u64>>,
+    ) -> std::io::Result<std::result::Result<(), String>> {
+        let mut data = std::io::BufReader::with_capacity(64, (&mut *self.input).take(size));
+        let mut element = ElementBytes {
+            inner: &mut data,
             read: 0,
         };
-        let sizes = match block.laced_sizes() {
+        let sizes = match sizes(&mut element) {
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(Ok(())),
             sizes => sizes?,
         };
-        let mut left = size - block.read;
-        for frame in sizes {
-            if frame > left {
+        let mut left = size - element.read;
+        for part in sizes {
+            if part > left {
                 return Ok(Err(format!(
-                    "a block's laced frame declares {frame} bytes, more than the {left} left of \
-                     its {size} bytes"
+                    "{what} declares {part} bytes, more than the {left} left of its {size} bytes"
                 )));
             }
-            left -= frame;
+            left -= part;
         }
         Ok(Ok(()))
     }
@@ -305,10 +353,28 @@ impl<R: Read + Seek> Walker<'_, R> {
                 } else {
                     body.saturating_add(size).min(end)
                 };
+                let outer_track = if id as u32 == TRACK_ENTRY {
+                    self.track.replace(TrackSetup {
+                        depth: depth + 1,
+                        ..TrackSetup::default()
+                    })
+                } else {
+                    None
+                };
                 let children_end = match self.elements(body, inner_end, depth + 1, false)? {
                     Ok(children_end) => children_end,
                     Err(e) => return Ok(Err(e)),
                 };
+                if id as u32 == TRACK_ENTRY
+                    && let Some(TrackSetup {
+                        vorbis: true,
+                        private: Some((at, private_size)),
+                        ..
+                    }) = std::mem::replace(&mut self.track, outer_track)
+                    && let Err(e) = self.vorbis_packets_fit(at, private_size)?
+                {
+                    return Ok(Err(e));
+                }
                 if unknown {
                     return Ok(Ok(end));
                 }
@@ -326,6 +392,19 @@ impl<R: Read + Seek> Walker<'_, R> {
                     },
                     self.len
                 )));
+            } else if let Some(track) = self.track.as_mut().filter(|t| t.depth == depth) {
+                match id as u32 {
+                    CODEC_ID => {
+                        // symphonia's strings end at the first NUL.
+                        let mut text = Vec::new();
+                        (&mut *self.input)
+                            .take(size.min(64))
+                            .read_to_end(&mut text)?;
+                        track.vorbis = text.split(|&b| b == 0).next() == Some(b"A_VORBIS");
+                    }
+                    CODEC_PRIVATE_ID => track.private = Some((body, size)),
+                    _ => {}
+                }
             } else if BLOCKS.contains(&(id as u32)) {
                 if let Err(e) = self.laced_frames_fit(size)? {
                     return Ok(Err(e));
@@ -343,14 +422,14 @@ impl<R: Read + Seek> Walker<'_, R> {
     }
 }
 
-/// A block's data, read a byte at a time and counted, as symphonia-format-mkv 0.5 reads it
-/// (`lacing.rs`, `ebml.rs`), its wrapping arithmetic included.
-struct BlockBytes<R> {
-    inner: R,
+/// An element's data, read a byte at a time and counted, as symphonia-format-mkv 0.5 reads
+/// it (`lacing.rs`, `ebml.rs`, `demuxer.rs`), its wrapping arithmetic included.
+struct ElementBytes<'a> {
+    inner: &'a mut dyn Read,
     read: u64,
 }
 
-impl<R: Read> BlockBytes<R> {
+impl ElementBytes<'_> {
     fn byte(&mut self) -> std::io::Result<u8> {
         let mut b = [0u8; 1];
         self.inner.read_exact(&mut b)?;
@@ -383,25 +462,36 @@ impl<R: Read> BlockBytes<R> {
         if lacing != XIPH_LACING && lacing != EBML_LACING {
             return Ok(Vec::new());
         }
-        let frames = usize::from(self.byte()?);
-        let mut sizes = Vec::with_capacity(frames);
-        while sizes.len() < frames {
-            let size = if lacing == XIPH_LACING {
-                let mut size = 0u64;
-                loop {
-                    let b = self.byte()?;
-                    size = size.wrapping_add(u64::from(b));
-                    if b != 0xFF {
-                        break size;
-                    }
-                }
-            } else if let Some(&last) = sizes.last() {
+        let frames = self.byte()?;
+        if lacing == XIPH_LACING {
+            return self.xiph_sizes(frames);
+        }
+        let mut sizes = Vec::with_capacity(usize::from(frames));
+        while sizes.len() < usize::from(frames) {
+            let size = if let Some(&last) = sizes.last() {
                 let (delta, len) = self.vint()?;
                 let half_range = (1i64 << (len * 7 - 1)) - 1;
                 (last as i64).wrapping_add((delta as i64).wrapping_sub(half_range)) as u64
             } else {
                 self.vint()?.0
             };
+            sizes.push(size);
+        }
+        Ok(sizes)
+    }
+
+    /// `count` Xiph-coded sizes: runs of 255 ended by a smaller byte, summed.
+    fn xiph_sizes(&mut self, count: u8) -> std::io::Result<Vec<u64>> {
+        let mut sizes = Vec::with_capacity(usize::from(count));
+        while sizes.len() < usize::from(count) {
+            let mut size = 0u64;
+            loop {
+                let b = self.byte()?;
+                size += u64::from(b);
+                if b != 0xFF {
+                    break;
+                }
+            }
             sizes.push(size);
         }
         Ok(sizes)
@@ -424,6 +514,25 @@ mod tests {
         file.push(0x80 | doctype.len() as u8);
         file.extend(doctype);
         file
+    }
+
+    /// A file whose segment holds one track entry with `children`.
+    fn with_track(children: &[u8]) -> Vec<u8> {
+        let mut entry = vec![0xAE, 0x80 | children.len() as u8];
+        entry.extend_from_slice(children);
+        let mut tracks = vec![0x16, 0x54, 0xAE, 0x6B, 0x80 | entry.len() as u8];
+        tracks.extend(entry);
+        let mut file = header(&[0x84]);
+        file.extend_from_slice(&[0x18, 0x53, 0x80, 0x67, 0x80 | tracks.len() as u8]);
+        file.extend(tracks);
+        file
+    }
+
+    /// A `CodecPrivate` element holding `data`.
+    fn codec_private(data: &[u8]) -> Vec<u8> {
+        let mut private = vec![0x63, 0xA2, 0x80 | data.len() as u8];
+        private.extend_from_slice(data);
+        private
     }
 
     fn check(bytes: &[u8]) -> std::result::Result<(), String> {
@@ -490,19 +599,7 @@ mod tests {
 
     #[test]
     fn a_flac_setup_must_open_with_streaminfo() {
-        // A segment holding one track whose CodecPrivate is `setup`.
-        let file = |setup: &[u8]| {
-            let mut private = vec![0x63, 0xA2, 0x80 | setup.len() as u8];
-            private.extend_from_slice(setup);
-            let mut entry = vec![0xAE, 0x80 | private.len() as u8];
-            entry.extend(private);
-            let mut tracks = vec![0x16, 0x54, 0xAE, 0x6B, 0x80 | entry.len() as u8];
-            tracks.extend(entry);
-            let mut file = header(&[0x84]);
-            file.extend_from_slice(&[0x18, 0x53, 0x80, 0x67, 0x80 | tracks.len() as u8]);
-            file.extend(tracks);
-            file
-        };
+        let file = |setup: &[u8]| with_track(&codec_private(setup));
         // As the fuzzer found it: a 0-byte SEEKTABLE block first.
         let err = check(&file(b"fLaC\x03\0\0\0")).unwrap_err();
         assert!(
@@ -528,6 +625,32 @@ mod tests {
             file.extend_from_slice(setup);
             let err = check(&file).unwrap_err();
             assert!(err.contains("type 4"), "{shift}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_vorbis_setups_packets_must_fit_it() {
+        let vorbis = [0x86, 0x88, b'A', b'_', b'V', b'O', b'R', b'B', b'I', b'S'];
+        // Three packets: 2 sizes, then the packets (a real setup's are 30, ~100 and ~3000).
+        let real = [2, 3, 2, 1, 1, 1, 2, 2, 3, 3, 3];
+        // 25 runs of 255: 6,375 bytes claimed in a setup of 28, 1 of them left after the sizes.
+        let mut claiming = vec![1];
+        claiming.extend_from_slice(&[0xFF; 25]);
+        claiming.extend_from_slice(&[0, 7]);
+        for id_first in [true, false] {
+            let track = |setup: &[u8], codec: &[u8]| {
+                let (a, b) = (codec.to_vec(), codec_private(setup));
+                with_track(&if id_first { [a, b] } else { [b, a] }.concat())
+            };
+            assert_eq!(check(&track(&real, &vorbis)), Ok(()));
+            let err = check(&track(&claiming, &vorbis)).unwrap_err();
+            assert!(
+                err.contains("a Vorbis track's setup packet declares 6375 bytes, more than the 1 left of its 28 bytes"),
+                "{err}"
+            );
+            // The same bytes are another codec's business.
+            let opus = [0x86, 0x86, b'A', b'_', b'O', b'P', b'U', b'S'];
+            assert_eq!(check(&track(&claiming, &opus)), Ok(()));
         }
     }
 
