@@ -8,8 +8,9 @@
 //!    input is an [`Error::InvalidInput`](crate::Error::InvalidInput) that names the problem
 //!    (unknown format, corrupt packets, truncated file), never a panic. Before symphonia sees
 //!    an MP4 or Matroska file, `mp4` and `mkv` check what symphonia would trust without
-//!    checking: declared table and element sizes it allocates by (a failed allocation aborts
-//!    the process) and a FLAC setup it loops on forever (both found by fuzzing).
+//!    checking: declared table, element, laced-frame and Vorbis-packet sizes it allocates by
+//!    (a failed allocation aborts the process) and a FLAC setup it loops on forever (found by
+//!    fuzzing, except the Vorbis packets, found by reading symphonia beside a fuzz find).
 //! 2. [`Transcriber`]: one whisper.cpp model (ggml file) is loaded once and shared; every
 //!    transcription gets its own decoder state, so several jobs can run at once. Audio is fed
 //!    to Whisper in blocks of a few minutes; a segment cut by a block boundary is re-decoded
