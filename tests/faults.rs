@@ -337,7 +337,7 @@ fn kill_during_migrations_leaves_a_database_the_next_start_completes() {
     let between = |kills: &[(Duration, usize)]| kills.iter().any(|&(_, n)| n > 0 && n < known);
     let mut kills: Vec<(Duration, usize)> = Vec::new();
     let (mut from, mut to, mut count) = (Duration::ZERO, full, 24);
-    for _round in 0..3 {
+    for _ in 0..3 {
         for i in 0..count {
             let at = from + (to - from) * i / count;
             kills.push((at, kill_at(at)));
