@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 use symphonia::core::audio::{AudioBuffer, Signal};
-use symphonia::core::codecs::{CODEC_TYPE_NULL, Decoder, DecoderOptions};
+use symphonia::core::codecs::{CODEC_TYPE_NULL, CODEC_TYPE_VORBIS, Decoder, DecoderOptions};
 use symphonia::core::errors::Error as SymError;
 use symphonia::core::formats::{FormatOptions, FormatReader};
 use symphonia::core::io::{MediaSource, MediaSourceStream};
@@ -306,6 +306,15 @@ impl AudioReader {
             .get_codec(params.codec)
             .map(|d| d.short_name.to_string())
             .unwrap_or_else(|| format!("{:?}", params.codec));
+        if params.codec == CODEC_TYPE_VORBIS
+            && let Some(extra_data) = &params.extra_data
+        {
+            super::vorbis::check_setup(extra_data).map_err(|e| {
+                Error::InvalidInput(format!(
+                    "the Vorbis stream is corrupt ({e}); re-export or re-upload it"
+                ))
+            })?;
+        }
         let decoder = symphonia::default::get_codecs()
             .make(&params, &DecoderOptions::default())
             .map_err(|e| match e {

@@ -44,6 +44,7 @@ mod mp4;
 mod resample;
 #[cfg(test)]
 pub(crate) mod testutil;
+mod vorbis;
 mod whisper;
 
 use serde::{Deserialize, Serialize};
