@@ -13,8 +13,8 @@
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
 
 use serde::{Deserialize, Serialize};
 use symphonia::core::audio::{AudioBuffer, Signal};
@@ -23,7 +23,7 @@ use symphonia::core::errors::Error as SymError;
 use symphonia::core::formats::{FormatOptions, FormatReader};
 use symphonia::core::io::{MediaSource, MediaSourceStream};
 use symphonia::core::meta::MetadataOptions;
-use symphonia::core::probe::Hint;
+use symphonia::core::probe::{Hint, Probe};
 
 use super::resample::StreamResampler;
 use crate::error::{Error, Result};
@@ -236,19 +236,35 @@ impl AudioReader {
     }
 
     fn probe(mut inner: Box<dyn MediaSource>, hint: Option<&str>, mode: Channels) -> Result<Self> {
-        let byte_len = inner.byte_len();
-        if byte_len == Some(0) {
+        if inner.byte_len() == Some(0) {
             return Err(Error::InvalidInput("the audio file is empty".into()));
         }
+        if inner.byte_len().is_some() {
+            let tags = after_id3v2_tags(&probe_window(&mut inner));
+            if tags > 0 {
+                inner = Box::new(AfterTags::new(inner, tags).map_err(|e| {
+                    Error::InvalidInput(format!("cannot read the audio file: {e}"))
+                })?);
+            }
+        }
+        let byte_len = inner.byte_len();
         if let Some(len) = byte_len {
             // Sizes symphonia would allocate by, checked against the file first: a failed
             // allocation aborts the process, which no `catch_unwind` stops.
             let head = probe_window(&mut inner);
-            let checked = super::mp4::check_sample_tables(&mut inner, &head, len)
+            let checked = super::mp4::check_box_sizes(&mut inner, &head, len)
                 .map_err(|e| format!("the MP4/M4A file is corrupt ({e})"))
                 .and_then(|()| {
                     super::mkv::check_element_sizes(&mut inner, &head, len)
                         .map_err(|e| format!("the Matroska/WebM file is corrupt ({e})"))
+                })
+                .and_then(|()| {
+                    super::riff::check_info_values(&mut inner, &head, len)
+                        .map_err(|e| format!("the WAV file is corrupt ({e})"))
+                })
+                .and_then(|()| {
+                    super::flac::check_metadata_blocks(&mut inner, &head)
+                        .map_err(|e| format!("the FLAC file is corrupt ({e})"))
                 });
             inner
                 .seek(SeekFrom::Start(0))
@@ -269,7 +285,7 @@ impl AudioReader {
         if let Some(ext) = hint {
             h.with_extension(ext);
         }
-        let probed = symphonia::default::get_probe()
+        let probed = PROBE
             .format(
                 &h,
                 mss,
@@ -650,6 +666,93 @@ fn with_context(e: Error, name: Option<&str>) -> Error {
     }
 }
 
+/// symphonia's probe for the containers dealdesk accepts, without symphonia's ID3v2 tag reader:
+/// it allocates by frame sizes of up to 4 GiB before reading the frames (a failed allocation
+/// aborts the process), and dealdesk uses no tags. Leading tags are cut off instead
+/// ([`AfterTags`]); any others are skipped over like other bytes that are not audio.
+static PROBE: LazyLock<Probe> = LazyLock::new(|| {
+    use symphonia::default::formats::{
+        AdtsReader, FlacReader, IsoMp4Reader, MkvReader, MpaReader, OggReader, WavReader,
+    };
+    let mut probe = Probe::default();
+    probe.register_all::<AdtsReader>();
+    probe.register_all::<FlacReader>();
+    probe.register_all::<IsoMp4Reader>();
+    probe.register_all::<MpaReader>();
+    probe.register_all::<WavReader>();
+    probe.register_all::<OggReader>();
+    probe.register_all::<MkvReader>();
+    probe
+});
+
+/// Where the audio starts after the ID3v2 tags (title, artist, cover art) at the start of
+/// `head`, as an MP3 or FLAC file may have them: 0 when there are none.
+fn after_id3v2_tags(head: &[u8]) -> u64 {
+    let mut start = 0u64;
+    loop {
+        let Some(header) = usize::try_from(start)
+            .ok()
+            .and_then(|at| head.get(at..at.checked_add(10)?))
+        else {
+            return start;
+        };
+        // "ID3", version, flags, then the size in four 7-bit bytes.
+        let size = &header[6..10];
+        if !header.starts_with(b"ID3") || size.iter().any(|b| b & 0x80 != 0) {
+            return start;
+        }
+        let footer = if header[5] & 0x10 != 0 { 10 } else { 0 };
+        start += 10 + size.iter().fold(0, |n, &b| n << 7 | u64::from(b)) + footer;
+    }
+}
+
+/// A media source without its first `start` bytes: leading ID3v2 tags, which symphonia is
+/// not given (see [`PROBE`]). Without them its probe would search the tags' bytes (a cover
+/// image, say) for the start of the audio.
+struct AfterTags {
+    inner: Box<dyn MediaSource>,
+    start: u64,
+}
+
+impl AfterTags {
+    fn new(mut inner: Box<dyn MediaSource>, start: u64) -> std::io::Result<Self> {
+        let start = start.min(inner.byte_len().unwrap_or(u64::MAX));
+        inner.seek(SeekFrom::Start(start))?;
+        Ok(AfterTags { inner, start })
+    }
+}
+
+impl Read for AfterTags {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.read(buf)
+    }
+}
+
+impl Seek for AfterTags {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        let to = match to {
+            SeekFrom::Start(n) => SeekFrom::Start(self.start.saturating_add(n)),
+            relative => relative,
+        };
+        let at = self.inner.seek(to)?;
+        at.checked_sub(self.start).ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "seek before the audio")
+        })
+    }
+}
+
+impl MediaSource for AfterTags {
+    fn is_seekable(&self) -> bool {
+        self.inner.is_seekable()
+    }
+
+    fn byte_len(&self) -> Option<u64> {
+        self.inner
+            .byte_len()
+            .map(|len| len.saturating_sub(self.start))
+    }
+}
+
 /// A media source that counts the bytes consumed, for progress reporting.
 struct Counting {
     inner: Box<dyn MediaSource>,
@@ -762,6 +865,41 @@ mod tests {
         let m = mid(mix.channel(0));
         assert!((tone_amplitude(&m, 440.0) - 0.25).abs() < 0.03);
         assert!((tone_amplitude(&m, 1000.0) - 0.125).abs() < 0.02);
+    }
+
+    /// An ID3v2 tag: version 2.`version`, `flags`, `body` (its size in 7-bit bytes).
+    fn id3v2_tag(version: u8, flags: u8, body: &[u8]) -> Vec<u8> {
+        let n = body.len() as u32;
+        let mut tag = vec![b'I', b'D', b'3', version, 0, flags];
+        tag.extend([n >> 21, n >> 14, n >> 7, n].map(|b| (b & 0x7f) as u8));
+        tag.extend_from_slice(body);
+        tag
+    }
+
+    #[test]
+    fn id3v2_tags_are_cut_off_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let mp3 = std::fs::read(stereo_mp3(dir.path())).unwrap();
+        // A title frame claiming 4 GiB: symphonia's own ID3v2 reader allocated that before
+        // reading it (an abort where the memory is not there) and then refused the file.
+        let mut title = b"TIT2".to_vec();
+        title.extend_from_slice(&0xffff_ff00u32.to_be_bytes());
+        title.extend_from_slice(b"\0\0\0title");
+        // Then a tag with a footer whose "cover image" is full of MPEG frame-sync look-alikes
+        // (FF FB 90 64), where a probe searching the tag's bytes would find a false start.
+        let cover = [0xff, 0xfb, 0x90, 0x64].repeat(1024);
+        let mut tagged = id3v2_tag(3, 0, &title);
+        tagged.extend(id3v2_tag(4, 0x10, &cover));
+        tagged.extend_from_slice(b"3DI\x04\0\x10\0\0\x20\0"); // the footer
+        assert_eq!(after_id3v2_tags(&tagged), tagged.len() as u64);
+        tagged.extend_from_slice(&mp3);
+        let plain = decode_bytes(mp3, None, Channels::Split).unwrap();
+        let cut = decode_bytes(tagged, None, Channels::Split).unwrap();
+        assert!(plain.frames() > 40_000);
+        assert_eq!(cut.frames(), plain.frames());
+        assert_eq!(cut.channel(1), plain.channel(1));
+        // Not a tag: a size byte with its high bit set.
+        assert_eq!(after_id3v2_tags(b"ID3\x04\0\0\x80\0\0\0"), 0);
     }
 
     #[test]

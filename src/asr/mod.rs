@@ -7,10 +7,12 @@
 //!    apart ([`Channels`]), and rubato's windowed-sinc resampler converts it to 16 kHz. Bad
 //!    input is an [`Error::InvalidInput`](crate::Error::InvalidInput) that names the problem
 //!    (unknown format, corrupt packets, truncated file), never a panic. Before symphonia sees
-//!    an MP4 or Matroska file, `mp4` and `mkv` check what symphonia would trust without
-//!    checking: declared table, element, laced-frame and Vorbis-packet sizes it allocates by
-//!    (a failed allocation aborts the process) and a FLAC setup it loops on forever (found by
-//!    fuzzing, except the Vorbis packets, found by reading symphonia beside a fuzz find).
+//!    a file, `mp4`, `mkv`, `riff` and `flac` check what symphonia would trust without
+//!    checking: declared table, element, laced-frame, Vorbis-packet, WAV `INFO` value and FLAC
+//!    comment and picture sizes it allocates by (a failed allocation aborts the process) and
+//!    a FLAC setup it loops on forever; before the Vorbis decoder opens, `vorbis` bounds the
+//!    codebook tables its setup would make it build. The fuzzer found the first kinds; reading
+//!    symphonia beside its finds found the rest.
 //! 2. [`Transcriber`]: one whisper.cpp model (ggml file) is loaded once and shared; every
 //!    transcription gets its own decoder state, so several jobs can run at once. Audio is fed
 //!    to Whisper in blocks of a few minutes; a segment cut by a block boundary is re-decoded
@@ -39,9 +41,11 @@
 
 pub mod decode;
 pub mod filter;
+mod flac;
 mod mkv;
 mod mp4;
 mod resample;
+mod riff;
 #[cfg(test)]
 pub(crate) mod testutil;
 mod vorbis;

@@ -35,7 +35,7 @@ pub(super) fn check_setup(extra_data: &[u8]) -> Result<(), String> {
     let table_bytes = setup_table_bytes(extra_data);
     if table_bytes > MAX_TABLE_BYTES {
         return Err(format!(
-            "its Vorbis codebooks would need {} MiB of tables, more than the {} MiB any real \
+            "its Vorbis codebooks would need at least {} MiB of tables, more than the {} MiB any real \
              encoder uses",
             table_bytes >> 20,
             MAX_TABLE_BYTES >> 20
@@ -159,7 +159,7 @@ mod tests {
     impl Bits {
         fn put(&mut self, value: u64, width: u32) -> &mut Self {
             for i in 0..width {
-                if self.used % 8 == 0 {
+                if self.used.is_multiple_of(8) {
                     self.bytes.push(0);
                 }
                 let bit = ((value >> i) & 1) as u8;
@@ -257,7 +257,9 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("Vorbis stream is corrupt (its Vorbis codebooks would need"),
+            err.contains(
+                "Vorbis stream is corrupt (its Vorbis codebooks would need at least 384 MiB"
+            ),
             "{err}"
         );
     }
